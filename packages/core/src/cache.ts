@@ -1,0 +1,744 @@
+import { type Duration, parseDuration, parseOptionalDuration } from './duration.js'
+import { CacheError, describe, isCacheError } from './errors.js'
+import { Metrics } from './metrics.js'
+import { memoryStore } from './stores/memory.js'
+import type {
+  CacheEventName,
+  CacheEvents,
+  CacheStats,
+  EntryOptions,
+  GetOrSetOptions,
+  Loader,
+  LoaderContext,
+  Store,
+  StoredEntry,
+} from './types.js'
+
+export interface CacheOptions {
+  /** Where entries live. Default: `memoryStore()` (LRU, 10 000 entries). */
+  store?: Store
+  /**
+   * Every key and tag of this cache is prefixed with it, so `clear()` only ever touches this cache's keys, even in
+   * a shared Redis. Default 'cache'.
+   */
+  namespace?: string
+  /** Default freshness. Default '1h'. */
+  ttl?: Duration
+  /** Default time a stale entry may still be served after `ttl`. Default 0 (no grace). */
+  grace?: Duration
+  /** Default TTL randomisation, a fraction 0..1 (± that much). Default 0. */
+  jitter?: number
+  /** Default soft timeout of getOrSet (see `GetOrSetOptions.timeout`). Default 0. */
+  timeout?: Duration
+  /** Default hard timeout of getOrSet loaders. Default: none. */
+  hardTimeout?: Duration
+  /** Default probabilistic early refresh of getOrSet. Default false. */
+  earlyRefresh?: boolean | number
+  /** Longest key accepted, in UTF-16 code units (namespace not included). Default 1024. */
+  maxKeyLength?: number
+  /** Time source (ms since epoch). Default `Date.now`. */
+  clock?: () => number
+}
+
+export interface SetManyItem<T = unknown> extends EntryOptions {
+  key: string
+  value: T
+}
+
+export interface WrapOptions<A extends unknown[]> extends GetOrSetOptions {
+  /** Builds the cache key from the call's arguments. Required: a key derived implicitly is a collision waiting. */
+  key: (...args: A) => string
+}
+
+interface Defaults {
+  ttl: number
+  grace: number
+  jitter: number
+  timeout: number
+  hardTimeout: number | undefined
+  earlyRefresh: number
+}
+
+/** What a namespace shares with its root: the store, the in-flight loads, the counters and listeners. */
+interface Shared {
+  store: Store
+  getSync: ((key: string) => StoredEntry | undefined) | undefined
+  setSync: ((key: string, entry: StoredEntry) => void) | undefined
+  clock: () => number
+  defaults: Defaults
+  maxKeyLength: number
+  metrics: Metrics
+  flights: Map<string, Flight>
+  /** Writes and invalidations made while loads were in flight (see `Flight.logStart`). */
+  log: Invalidation[]
+  closed: boolean
+  unsubscribe: () => void
+}
+
+interface Flight {
+  promise: Promise<unknown>
+  controller: AbortController
+  /** Index in `Shared.log` when the load started: an invalidation after it means the result is already outdated. */
+  logStart: number
+}
+
+type Invalidation = { kind: 'key'; key: string } | { kind: 'prefix'; prefix: string } | { kind: 'tags'; tags: string[] }
+
+const DEFAULT_NAMESPACE = 'cache'
+const DEFAULT_MAX_KEY_LENGTH = 1024
+const noop = () => {}
+
+/**
+ * Creates a cache. All options are optional; durations are checked here, so a typo fails at start-up.
+ *
+ * @example
+ * const cache = createCache({ store: memoryStore({ maxEntries: 10_000 }), namespace: 'app', ttl: '5m', grace: '1h' })
+ * const user = await cache.getOrSet(`users:${id}`, ({ signal }) => db.user(id, { signal }), { tags: [`user:${id}`] })
+ */
+export function createCache(options: CacheOptions = {}): Cache {
+  const store = options.store ?? memoryStore()
+  if (typeof store?.get !== 'function' || typeof store.set !== 'function') {
+    throw new CacheError('E_INVALID_OPTION', `store must implement the Store contract (got ${describe(store)})`)
+  }
+  const jitter = options.jitter ?? 0
+  checkJitter(jitter)
+  const maxKeyLength = options.maxKeyLength ?? DEFAULT_MAX_KEY_LENGTH
+  if (!Number.isInteger(maxKeyLength) || maxKeyLength < 1) {
+    throw new CacheError('E_INVALID_OPTION', `maxKeyLength must be an integer >= 1 (got ${describe(maxKeyLength)})`)
+  }
+  const metrics = new Metrics()
+  const shared: Shared = {
+    store,
+    getSync: store.getSync?.bind(store),
+    setSync: store.setSync?.bind(store),
+    clock: options.clock ?? Date.now,
+    defaults: {
+      ttl: parseDuration(options.ttl ?? '1h', 'ttl'),
+      grace: parseDuration(options.grace ?? 0, 'grace'),
+      jitter,
+      timeout: parseDuration(options.timeout ?? 0, 'timeout'),
+      hardTimeout: parseOptionalDuration(options.hardTimeout, 'hardTimeout'),
+      earlyRefresh: parseBeta(options.earlyRefresh),
+    },
+    maxKeyLength,
+    metrics,
+    flights: new Map(),
+    log: [],
+    closed: false,
+    unsubscribe: noop,
+  }
+  if (store.onRemove) {
+    shared.unsubscribe = store.onRemove((reason, key) => {
+      if (metrics.has(reason)) metrics.emit(reason, { key, tier: store.name })
+    })
+  }
+  return new Cache(shared, [options.namespace ?? DEFAULT_NAMESPACE])
+}
+
+/**
+ * The cache facade. Get one from `createCache()`; `namespace()` gives views that share its store, in-flight loads,
+ * counters and listeners, with keys and tags scoped to the namespace.
+ */
+export class Cache {
+  /** The namespace path, e.g. 'app' or 'app.tenant:42'. */
+  readonly namespaceName: string
+  private readonly s: Shared
+  private readonly path: readonly string[]
+  /** Every key of this namespace starts with it; no key of another namespace does (see `encodePath`). */
+  private readonly prefix: string
+  /** Child namespaces start with it. */
+  private readonly childPrefix: string
+
+  /** @internal use `createCache()` */
+  constructor(shared: Shared, path: readonly string[]) {
+    for (const name of path) {
+      if (typeof name !== 'string' || name.length === 0) {
+        throw new CacheError('E_INVALID_OPTION', `namespace must be a non-empty string (got ${describe(name)})`)
+      }
+    }
+    this.s = shared
+    this.path = path
+    this.namespaceName = path.join('.')
+    const encoded = path.map(encodeSegment).join('.')
+    this.prefix = `${encoded}:`
+    this.childPrefix = `${encoded}.`
+  }
+
+  /**
+   * Returns the fresh value, or `undefined` on a miss (stale entries are not returned; use `getOrSet` for grace).
+   *
+   * @example
+   * const user = await cache.get<User>('users:42')
+   */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    const full = this.fullKey(key)
+    const entry = await this.read(full, key)
+    if (entry !== undefined && this.s.clock() < entry.freshUntil) {
+      this.hit(key, false)
+      return entry.value as T
+    }
+    this.miss(key)
+    return undefined
+  }
+
+  /**
+   * Stores a value. `undefined` is refused (`E_INVALID_VALUE`): it means "nothing", so it is never cached; `null` is.
+   *
+   * @example
+   * await cache.set('users:42', user, { ttl: '5m', tags: ['user:42'] })
+   */
+  async set<T>(key: string, value: T, options?: EntryOptions): Promise<void> {
+    const full = this.fullKey(key)
+    if (value === undefined) {
+      throw new CacheError('E_INVALID_VALUE', `value for key ${describe(key)} is undefined; cache null instead`)
+    }
+    const entry = this.makeEntry(value, options, undefined, undefined)
+    this.recordInvalidation({ kind: 'key', key: full })
+    await this.write(full, entry, key, true)
+  }
+
+  /**
+   * Returns the cached value, or runs `loader` once (per key, per process) and caches what it returns. Stale values
+   * within grace are served at once while one background refresh runs; see `GetOrSetOptions` for timeouts.
+   *
+   * @example
+   * const todos = await cache.getOrSet(`todos:${userId}`, ({ signal }) => db.todos(userId, { signal }), {
+   *   ttl: '30s', grace: '10m', tags: [`user:${userId}`],
+   * })
+   */
+  getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
+    let full: string
+    try {
+      full = this.fullKey(key)
+      if (typeof loader !== 'function') {
+        throw new CacheError('E_INVALID_OPTION', `loader for key ${describe(key)} must be a function`)
+      }
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const getSync = this.s.getSync
+    if (getSync !== undefined) {
+      let entry: StoredEntry | undefined
+      try {
+        entry = getSync(full)
+      } catch (err) {
+        this.error('get', err, key)
+      }
+      return this.answer(key, full, entry, loader, options)
+    }
+    return this.read(full, key).then((entry) => this.answer(key, full, entry, loader, options))
+  }
+
+  /** Fresh entry present? Counts nothing. */
+  async has(key: string): Promise<boolean> {
+    const full = this.fullKey(key)
+    const entry = await this.read(full, key)
+    return entry !== undefined && this.s.clock() < entry.freshUntil
+  }
+
+  /** Deletes one key; resolves to whether a live entry was there. */
+  async delete(key: string): Promise<boolean> {
+    const full = this.fullKey(key)
+    this.checkOpen()
+    this.recordInvalidation({ kind: 'key', key: full })
+    const deleteSync = this.s.store.deleteSync
+    const existed = deleteSync ? deleteSync.call(this.s.store, full) : await this.s.store.delete(full)
+    this.s.metrics.deletes++
+    if (this.s.metrics.has('delete')) this.s.metrics.emit('delete', { key, namespace: this.namespaceName })
+    return existed
+  }
+
+  /** Fresh values for several keys, in order (`undefined` for each miss). */
+  async getMany<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
+    const fulls = this.fullKeys(keys)
+    let entries: (StoredEntry | undefined)[]
+    try {
+      entries = this.s.store.getMany
+        ? await this.s.store.getMany(fulls)
+        : await Promise.all(fulls.map((full) => this.s.store.get(full)))
+    } catch (err) {
+      this.error('getMany', err)
+      entries = []
+    }
+    const now = this.s.clock()
+    return keys.map((key, i) => {
+      const entry = entries[i]
+      if (entry !== undefined && now < entry.freshUntil) {
+        this.hit(key, false)
+        return entry.value as T
+      }
+      this.miss(key)
+      return undefined
+    })
+  }
+
+  /**
+   * Stores several values. Every item is checked before any is written, so a bad item stores nothing.
+   *
+   * @example
+   * await cache.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 2, ttl: '1m' }])
+   */
+  async setMany<T>(items: readonly SetManyItem<T>[], options?: EntryOptions): Promise<void> {
+    if (!Array.isArray(items)) {
+      throw new CacheError('E_INVALID_VALUE', `setMany takes an array of { key, value } (got ${describe(items)})`)
+    }
+    const writes: [string, StoredEntry, string][] = items.map((item) => {
+      const full = this.fullKey(item?.key)
+      if (item.value === undefined) {
+        throw new CacheError('E_INVALID_VALUE', `value for key ${describe(item.key)} is undefined; cache null instead`)
+      }
+      const merged = { ...options, ...stripUndefined(item) }
+      return [full, this.makeEntry(item.value, merged, undefined, undefined), item.key]
+    })
+    for (const [full] of writes) this.recordInvalidation({ kind: 'key', key: full })
+    if (this.s.store.setMany) {
+      await this.s.store.setMany(writes.map(([full, entry]) => [full, entry] as const))
+      this.s.metrics.sets += writes.length
+      if (this.s.metrics.has('set'))
+        for (const [, , key] of writes) this.s.metrics.emit('set', { key, namespace: this.namespaceName })
+      return
+    }
+    for (const [full, entry, key] of writes) await this.write(full, entry, key, true)
+  }
+
+  /** Deletes several keys; resolves to how many live entries were dropped. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    const fulls = this.fullKeys(keys)
+    for (const full of fulls) this.recordInvalidation({ kind: 'key', key: full })
+    const store = this.s.store
+    let count = 0
+    if (store.deleteMany) count = await store.deleteMany(fulls)
+    else for (const full of fulls) if (await store.delete(full)) count++
+    this.s.metrics.deletes += keys.length
+    if (this.s.metrics.has('delete'))
+      for (const key of keys) this.s.metrics.emit('delete', { key, namespace: this.namespaceName })
+    return count
+  }
+
+  /**
+   * Wraps a function so its results are cached by `options.key(...args)`.
+   *
+   * @example
+   * const getUser = cache.wrap((id: string) => db.user(id), { key: (id) => `users:${id}`, ttl: '5m' })
+   * await getUser('42')
+   */
+  wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options: WrapOptions<A>): (...args: A) => Promise<R> {
+    if (typeof fn !== 'function') throw new CacheError('E_INVALID_OPTION', 'wrap needs a function to wrap')
+    if (typeof options?.key !== 'function') {
+      throw new CacheError('E_INVALID_OPTION', 'wrap needs options.key: (...args) => string, to build each call’s key')
+    }
+    const { key, ...rest } = options
+    return (...args: A) => this.getOrSet<R>(key(...args), () => fn(...args), rest)
+  }
+
+  /**
+   * Drops every entry of this namespace carrying one of the tags. Tags are scoped to the namespace that wrote them.
+   *
+   * @example
+   * await cache.invalidateTags([`user:${id}`])
+   */
+  async invalidateTags(tags: readonly string[]): Promise<number> {
+    this.checkOpen()
+    if (!Array.isArray(tags)) throw new CacheError('E_INVALID_VALUE', `tags must be an array (got ${describe(tags)})`)
+    const full = tags.map((tag) => this.fullTag(tag))
+    if (full.length === 0) return 0
+    const store = this.s.store
+    if (!store.deleteTagged) {
+      throw new CacheError('E_UNSUPPORTED', `store '${store.name}' does not support tags (no deleteTagged)`)
+    }
+    this.recordInvalidation({ kind: 'tags', tags: full })
+    return store.deleteTagged(full)
+  }
+
+  /**
+   * A view of this cache whose keys and tags live in a child namespace. `clear()` on it drops only its keys (and
+   * those of its own children). Names may contain any character: they are escaped, so no name or key can reach into
+   * another namespace.
+   *
+   * @example
+   * const tenant = cache.namespace(`tenant:${tenantId}`)
+   * await tenant.clear() // the whole tenant, nothing else
+   */
+  namespace(name: string): Cache {
+    return new Cache(this.s, [...this.path, name])
+  }
+
+  /** Drops every key of this namespace and of its child namespaces; nothing outside it. */
+  async clear(): Promise<void> {
+    this.checkOpen()
+    this.recordInvalidation({ kind: 'prefix', prefix: this.prefix })
+    this.recordInvalidation({ kind: 'prefix', prefix: this.childPrefix })
+    await this.s.store.clear(this.prefix)
+    await this.s.store.clear(this.childPrefix)
+  }
+
+  /** Counters since creation, shared by all namespaces of this cache, plus each tier's own. */
+  stats(): CacheStats {
+    return this.s.metrics.snapshot([this.s.store])
+  }
+
+  /**
+   * Subscribes to an event; returns the unsubscribe function. Events are emitted synchronously; a listener that
+   * throws is reported as a process warning and does not affect the call.
+   *
+   * @example
+   * const off = cache.on('miss', ({ key }) => log.debug({ key }, 'cache miss'))
+   */
+  on<E extends CacheEventName>(event: E, listener: (payload: CacheEvents[E]) => void): () => void {
+    return this.s.metrics.on(event, listener)
+  }
+
+  /**
+   * Closes the cache: in-flight loaders are aborted (their callers get `E_CLOSED`), the store is closed, and later
+   * calls reject with `E_CLOSED`. Closing twice is harmless.
+   */
+  async close(): Promise<void> {
+    if (this.s.closed) return
+    this.s.closed = true
+    this.s.unsubscribe()
+    const closed = new CacheError('E_CLOSED', 'the cache was closed while this loader ran')
+    for (const flight of this.s.flights.values()) flight.controller.abort(closed)
+    this.s.flights.clear()
+    await this.s.store.close?.()
+  }
+
+  // ---- internals ----
+
+  private fullKey(key: string): string {
+    if (typeof key !== 'string' || key.length === 0 || key.length > this.s.maxKeyLength) {
+      throw invalidKey(key, this.s.maxKeyLength)
+    }
+    if (this.s.closed) throw new CacheError('E_CLOSED', 'the cache is closed')
+    return this.prefix + key
+  }
+
+  private fullKeys(keys: readonly string[]): string[] {
+    if (!Array.isArray(keys)) throw new CacheError('E_INVALID_KEY', `keys must be an array (got ${describe(keys)})`)
+    return keys.map((key) => this.fullKey(key))
+  }
+
+  private fullTag(tag: string): string {
+    if (typeof tag !== 'string' || tag.length === 0 || tag.length > this.s.maxKeyLength) {
+      throw new CacheError('E_INVALID_VALUE', `tags must be non-empty strings (got ${describe(tag)})`)
+    }
+    return this.prefix + tag
+  }
+
+  private checkOpen(): void {
+    if (this.s.closed) throw new CacheError('E_CLOSED', 'the cache is closed')
+  }
+
+  /** Reads one entry; a failing store counts as a miss (fail-open) and is reported as an error. */
+  private async read(full: string, key: string): Promise<StoredEntry | undefined> {
+    try {
+      const entry = this.s.getSync ? this.s.getSync(full) : await this.s.store.get(full)
+      if (entry !== undefined && this.s.clock() >= entry.staleUntil) return undefined
+      return entry
+    } catch (err) {
+      this.error('get', err, key)
+      return undefined
+    }
+  }
+
+  private answer<T>(
+    key: string,
+    full: string,
+    entry: StoredEntry | undefined,
+    loader: Loader<T>,
+    options: GetOrSetOptions | undefined,
+  ): Promise<T> {
+    const s = this.s
+    if (entry !== undefined) {
+      const now = s.clock()
+      if (now < entry.freshUntil) {
+        this.hit(key, false)
+        const beta = options?.earlyRefresh === undefined ? s.defaults.earlyRefresh : parseBeta(options.earlyRefresh)
+        if (beta > 0 && !s.flights.has(full) && refreshEarly(entry, now, beta)) {
+          this.load(key, full, loader, options, entry, true).catch(noop)
+        }
+        return Promise.resolve(entry.value as T)
+      }
+      if (now < entry.staleUntil) return this.answerStale(key, full, entry, loader, options)
+    }
+    this.miss(key)
+    const flight = s.flights.get(full)
+    if (flight !== undefined) return flight.promise as Promise<T>
+    return this.load(key, full, loader, options, undefined, false)
+  }
+
+  /** Stale within grace: serve it (at once, or after the soft timeout) while one refresh runs. */
+  private answerStale<T>(
+    key: string,
+    full: string,
+    entry: StoredEntry,
+    loader: Loader<T>,
+    options: GetOrSetOptions | undefined,
+  ): Promise<T> {
+    const s = this.s
+    let timeout: number
+    try {
+      timeout = options?.timeout === undefined ? s.defaults.timeout : parseDuration(options.timeout, 'timeout')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const running = s.flights.get(full)
+    const refresh = (running?.promise as Promise<T> | undefined) ?? this.load(key, full, loader, options, entry, true)
+    const stale = entry.value as T
+    if (timeout <= 0) {
+      refresh.catch(noop)
+      this.serveStale(key, 'grace')
+      return Promise.resolve(stale)
+    }
+    return new Promise<T>((resolve) => {
+      const timer = setTimeout(() => {
+        this.serveStale(key, 'timeout')
+        resolve(stale)
+      }, timeout)
+      refresh.then(
+        (value) => {
+          clearTimeout(timer)
+          this.hit(key, false)
+          resolve(value)
+        },
+        () => {
+          // stale-if-error: the refresh failed (already counted and reported), the stale value still stands.
+          clearTimeout(timer)
+          this.serveStale(key, 'error')
+          resolve(stale)
+        },
+      )
+    })
+  }
+
+  /** Starts the one load of `full`; callers that arrive while it runs share its promise. */
+  private load<T>(
+    key: string,
+    full: string,
+    loader: Loader<T>,
+    options: GetOrSetOptions | undefined,
+    stale: StoredEntry | undefined,
+    background: boolean,
+  ): Promise<T> {
+    const s = this.s
+    let hardTimeout: number | undefined
+    try {
+      hardTimeout =
+        options?.hardTimeout === undefined ? s.defaults.hardTimeout : parseDuration(options.hardTimeout, 'hardTimeout')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const controller = new AbortController()
+    const ctx = new Context<T>(key, controller.signal, stale?.value as T | undefined)
+    const started = performance.now()
+    let timer: NodeJS.Timeout | undefined
+
+    const run = new Promise<T>((resolve, reject) => {
+      // Aborting (hard timeout, close) settles the callers at once, whether or not the loader honours the signal.
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
+      if (hardTimeout !== undefined) {
+        timer = setTimeout(() => {
+          controller.abort(
+            new CacheError('E_LOADER_TIMEOUT', `loader for key ${describe(key)} took over ${hardTimeout} ms`),
+          )
+        }, hardTimeout)
+      }
+      try {
+        Promise.resolve(loader(ctx)).then(resolve, (err) => reject(loaderError(key, err)))
+      } catch (err) {
+        reject(loaderError(key, err))
+      }
+    })
+
+    const flight: Flight = { promise: undefined as unknown as Promise<T>, controller, logStart: s.log.length }
+    const finish = () => {
+      if (timer !== undefined) clearTimeout(timer)
+      if (s.flights.get(full) === flight) s.flights.delete(full)
+      if (s.flights.size === 0) s.log.length = 0
+    }
+    const promise = run.then(
+      async (value) => {
+        const durationMs = performance.now() - started
+        this.loaded(key, durationMs, true, background)
+        if (value !== undefined && !ctx.skipped && !s.closed && !this.invalidatedSince(flight, full)) {
+          try {
+            const entry = this.makeEntry(value, options, ctx, durationMs)
+            if (!this.invalidatedSince(flight, full, entry.tags)) await this.write(full, entry, key, false)
+          } catch (err) {
+            // The value is good, only caching it failed (too large, store down): callers still get it.
+            this.error('set', err, key)
+          }
+        }
+        finish()
+        return value
+      },
+      (err: CacheError) => {
+        finish()
+        this.loaded(key, performance.now() - started, false, background)
+        this.error('load', err, key)
+        throw err
+      },
+    )
+    // Background refreshes may have no caller left to observe a failure; it is reported through `error`.
+    promise.catch(noop)
+    flight.promise = promise
+    s.flights.set(full, flight)
+    return promise
+  }
+
+  private makeEntry(
+    value: unknown,
+    options: EntryOptions | undefined,
+    ctx: Context<unknown> | undefined,
+    cost: number | undefined,
+  ): StoredEntry {
+    const d = this.s.defaults
+    const ttlInput = ctx?.ttl ?? options?.ttl
+    let ttl = ttlInput === undefined ? d.ttl : parseDuration(ttlInput, 'ttl')
+    const graceInput = ctx?.grace ?? options?.grace
+    const grace = graceInput === undefined ? d.grace : parseDuration(graceInput, 'grace')
+    const jitterInput = (options as GetOrSetOptions | undefined)?.jitter
+    const jitter = jitterInput === undefined ? d.jitter : checkJitter(jitterInput)
+    if (jitter > 0) ttl = Math.max(0, ttl * (1 + jitter * (Math.random() * 2 - 1)))
+    let tags: string[] | undefined
+    const callTags = options?.tags
+    const ctxTags = ctx?.tags
+    if ((callTags !== undefined && callTags.length > 0) || (ctxTags !== undefined && ctxTags.length > 0)) {
+      const all = new Set<string>()
+      for (const tag of callTags ?? []) all.add(this.fullTag(tag))
+      for (const tag of ctxTags ?? []) all.add(this.fullTag(tag))
+      tags = [...all]
+    }
+    const now = this.s.clock()
+    return { value, createdAt: now, freshUntil: now + ttl, staleUntil: now + ttl + grace, tags, cost }
+  }
+
+  private async write(full: string, entry: StoredEntry, key: string, rethrow: boolean): Promise<void> {
+    try {
+      if (this.s.setSync !== undefined) this.s.setSync(full, entry)
+      else await this.s.store.set(full, entry)
+    } catch (err) {
+      this.error('set', err, key)
+      if (rethrow) throw err
+      return
+    }
+    this.s.metrics.sets++
+    if (this.s.metrics.has('set')) this.s.metrics.emit('set', { key, namespace: this.namespaceName })
+  }
+
+  private recordInvalidation(record: Invalidation): void {
+    // Only loads in flight can be overtaken by an invalidation; with none, nothing needs remembering.
+    if (this.s.flights.size > 0) this.s.log.push(record)
+  }
+
+  /** Was `full` deleted, overwritten, cleared or tag-invalidated after this load started? Then its result is old. */
+  private invalidatedSince(flight: Flight, full: string, tags?: readonly string[]): boolean {
+    const log = this.s.log
+    for (let i = flight.logStart; i < log.length; i++) {
+      const record = log[i]!
+      if (record.kind === 'key' && record.key === full) return true
+      if (record.kind === 'prefix' && full.startsWith(record.prefix)) return true
+      if (record.kind === 'tags' && tags !== undefined && tags.some((tag) => record.tags.includes(tag))) return true
+    }
+    return false
+  }
+
+  private hit(key: string, stale: boolean): void {
+    const m = this.s.metrics
+    m.hits++
+    if (m.has('hit')) m.emit('hit', { key, namespace: this.namespaceName, stale })
+  }
+
+  private serveStale(key: string, reason: CacheEvents['stale']['reason']): void {
+    this.hit(key, true)
+    const m = this.s.metrics
+    m.staleHits++
+    if (m.has('stale')) m.emit('stale', { key, namespace: this.namespaceName, reason })
+  }
+
+  private miss(key: string): void {
+    const m = this.s.metrics
+    m.misses++
+    if (m.has('miss')) m.emit('miss', { key, namespace: this.namespaceName })
+  }
+
+  private loaded(key: string, durationMs: number, ok: boolean, background: boolean): void {
+    const m = this.s.metrics
+    m.loads++
+    m.loadTimeMs += durationMs
+    if (!ok) m.loadErrors++
+    if (m.has('load')) m.emit('load', { key, namespace: this.namespaceName, durationMs, ok, background })
+  }
+
+  private error(operation: string, err: unknown, key?: string): void {
+    const m = this.s.metrics
+    m.errors++
+    if (!m.has('error')) return
+    const error = err instanceof Error ? err : new CacheError('E_STORE_UNAVAILABLE', String(err), { cause: err })
+    m.emit('error', { key, namespace: this.namespaceName, operation, error })
+  }
+}
+
+class Context<T> implements LoaderContext<T> {
+  skipped = false
+  ttl: Duration | undefined = undefined
+  grace: Duration | undefined = undefined
+  tags: string[] = []
+  constructor(
+    readonly key: string,
+    readonly signal: AbortSignal,
+    readonly stale: T | undefined,
+  ) {}
+  skip(): void {
+    this.skipped = true
+  }
+}
+
+/**
+ * Namespace names may hold any character. '%', ':' and '.' are escaped, so a name never contains the ':' that ends
+ * the namespace part of a key, nor the '.' that joins nested names: 'a' + key 'b:c' is 'a:b:c', namespace 'a:b' +
+ * key 'c' is 'a%3Ab:c', and namespace 'a' > 'b' + key 'c' is 'a.b:c'. All differ.
+ */
+function encodeSegment(name: string): string {
+  return /[%:.]/.test(name) ? name.replace(/[%:.]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name
+}
+
+function invalidKey(key: unknown, max: number): CacheError {
+  if (typeof key !== 'string') return new CacheError('E_INVALID_KEY', `key must be a string (got ${describe(key)})`)
+  if (key.length === 0) return new CacheError('E_INVALID_KEY', "key must be a non-empty string (got '')")
+  return new CacheError('E_INVALID_KEY', `key is ${key.length} chars, over maxKeyLength ${max} (${describe(key)})`)
+}
+
+function loaderError(key: string, err: unknown): CacheError {
+  if (isCacheError(err, 'E_LOADER_TIMEOUT')) return err
+  const detail = err instanceof Error ? err.message : `threw a non-Error: ${describe(err)}`
+  return new CacheError('E_LOADER_ERROR', `loader for key ${describe(key)} failed: ${detail}`, { cause: err })
+}
+
+function checkJitter(jitter: number): number {
+  if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 1)) {
+    throw new CacheError('E_INVALID_OPTION', `jitter must be a fraction between 0 and 1 (got ${describe(jitter)})`)
+  }
+  return jitter
+}
+
+function parseBeta(input: boolean | number | undefined): number {
+  if (input === undefined || input === false) return 0
+  if (input === true) return 1
+  if (typeof input === 'number' && input >= 0 && Number.isFinite(input)) return input
+  throw new CacheError('E_INVALID_OPTION', `earlyRefresh must be a boolean or a number >= 0 (got ${describe(input)})`)
+}
+
+/**
+ * XFetch (Vattani et al., "Optimal Probabilistic Cache Stampede Prevention"): refresh when
+ * now - cost * beta * ln(rand) >= expiry. The chance rises as expiry nears and with how long the loader takes.
+ */
+function refreshEarly(entry: StoredEntry, now: number, beta: number): boolean {
+  const cost = Math.max(entry.cost ?? 0, 1)
+  return now - cost * beta * Math.log(Math.random()) >= entry.freshUntil
+}
+
+function stripUndefined<T extends object>(item: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(item)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}
