@@ -239,7 +239,7 @@ describe('getOrSet', () => {
   it('ctx carries the key, an AbortSignal and no stale value on a cold load', async () => {
     const cache = make({ namespace: 'ns' })
     let seen: LoaderContext<string> | undefined
-    await cache.getOrSet('user:1', (ctx) => {
+    await cache.getOrSet<string>('user:1', (ctx) => {
       seen = ctx
       return 'x'
     })
@@ -393,7 +393,9 @@ describe('jitter and early refresh', () => {
     expect(await cache.getOrSet('k', loader, { earlyRefresh: true })).toBe(1)
     // 9 s before expiry the chance is e^(-9000/20): never in practice.
     clock.advance(1_000)
-    const early = await Promise.all(Array.from({ length: 50 }, () => cache.getOrSet('k', loader, { earlyRefresh: true })))
+    const early = await Promise.all(
+      Array.from({ length: 50 }, () => cache.getOrSet('k', loader, { earlyRefresh: true })),
+    )
     expect(new Set(early)).toEqual(new Set([1]))
     expect(loader).toHaveBeenCalledTimes(1)
     // 1 ms before expiry each call refreshes with ~95% chance; callers still get the fresh value at once.

@@ -322,7 +322,10 @@ export class Cache {
    * const getUser = cache.wrap((id: string) => db.user(id), { key: (id) => `users:${id}`, ttl: '5m' })
    * await getUser('42')
    */
-  wrap<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options: WrapOptions<A>): (...args: A) => Promise<R> {
+  wrap<A extends unknown[], R>(
+    fn: (...args: A) => R | Promise<R>,
+    options: WrapOptions<A>,
+  ): (...args: A) => Promise<R> {
     if (typeof fn !== 'function') throw new CacheError('E_INVALID_OPTION', 'wrap needs a function to wrap')
     if (typeof options?.key !== 'function') {
       throw new CacheError('E_INVALID_OPTION', 'wrap needs options.key: (...args) => string, to build each call’s key')

@@ -32,7 +32,7 @@ function random(seed: number): () => number {
 }
 
 // Reverses escapeKeyPart independently of the implementation, to prove no information is lost.
-function unescape(part: string): string {
+function decodePart(part: string): string {
   return part.replace(/%u([0-9A-F]{4})|%([0-9A-F]{2})/g, (_, wide: string | undefined, narrow: string | undefined) =>
     String.fromCharCode(Number.parseInt(wide ?? narrow ?? '', 16)),
   )
@@ -173,7 +173,7 @@ describe('escapeKeyPart', () => {
   it('round-trips through a decoder', () => {
     const parts = ['%', '%25', ':%3A:', '%u2192', 'a→b', '😀:😀']
     for (const separator of [':', '→', '😀', '-_']) {
-      for (const part of parts) expect(unescape(escapeKeyPart(part, separator))).toBe(part)
+      for (const part of parts) expect(decodePart(escapeKeyPart(part, separator))).toBe(part)
     }
   })
 })
@@ -267,7 +267,11 @@ describe('collision resistance', () => {
     ['absent id with field vs id', () => colon.key('a', undefined, 'b'), () => colon.key('a', 'b')],
     ['bare entity vs entity ending in separator', () => colon.key('a'), () => colon.key('a:')],
     ['hashed object vs its hash as a string', () => colon.key('s', params), () => colon.key('s', stableHash(params))],
-    ['hashed object vs marker-like string', () => colon.key('s', params), () => colon.key('s', `%h${stableHash(params)}`)],
+    [
+      'hashed object vs marker-like string',
+      () => colon.key('s', params),
+      () => colon.key('s', `%h${stableHash(params)}`),
+    ],
     ['array vs its elements as text', () => colon.key('s', ['1', '2']), () => colon.key('s', '1,2')],
     ['null vs the string null', () => colon.key('s', null), () => colon.key('s', 'null')],
     ['multi-char separator split', () => double.key('a', 'b:', 'c'), () => double.key('a', 'b', ':c')],
@@ -275,7 +279,11 @@ describe('collision resistance', () => {
     ['negative number vs dash separator', () => dash.key('a', -1), () => dash.key('a-', 1)],
     ['decimal vs dot separator field', () => dot.key('p', 1.5), () => dot.key('p', 1, '5')],
     ['tag with separator in id', () => colon.tag('a', 'b:c'), () => colon.tag('a:b', 'c')],
-    ['versions', () => createKeyBuilder({ version: 1 }).key('a', 1), () => createKeyBuilder({ version: 2 }).key('a', 1)],
+    [
+      'versions',
+      () => createKeyBuilder({ version: 1 }).key('a', 1),
+      () => createKeyBuilder({ version: 2 }).key('a', 1),
+    ],
     [
       'version with separator vs entity',
       () => createKeyBuilder({ version: '1:a' }).key('b', 1),
@@ -300,11 +308,15 @@ describe('collision resistance', () => {
   it.each([':', '::', '/', '-', '|', '.', '→', '😀', ':/'])(
     'distinct part tuples give distinct, decodable keys with separator %j',
     (separator) => {
-      const next = random(0x5eed + separator.charCodeAt(0))
+      let seed = 0x5eed
+      for (let i = 0; i < separator.length; i++) seed = seed * 31 + separator.charCodeAt(i)
+      const next = random(seed)
       const keys = createKeyBuilder({ prefix: 'app', version: 1, separator })
       const root = keys.pattern()
       const seen = new Map<string, string>()
       const entities = new Set<string>()
+      // Collected and asserted once: an expect() per generated key would dominate the run time.
+      const problems: string[] = []
 
       for (let i = 0; i < 3000; i++) {
         const entity = randomPart(next)
@@ -313,29 +325,30 @@ describe('collision resistance', () => {
         const key = keys.key(entity, id, field)
         const tuple = JSON.stringify([entity, id ?? null, field ?? null])
         const previous = seen.get(key)
-        if (previous !== undefined) expect(previous).toBe(tuple)
+        if (previous !== undefined && previous !== tuple) problems.push(`${previous} and ${tuple} share ${key}`)
         seen.set(key, tuple)
         entities.add(entity)
 
         // The key decodes back to exactly its parts, so no other tuple can produce it.
-        const segments = key.slice(root.length).split(separator).map(unescape)
-        expect(segments).toEqual(field === undefined ? [entity, id ?? ''] : [entity, id ?? '', field])
-        expect(key.startsWith(keys.pattern(entity))).toBe(true)
+        const decoded = JSON.stringify(key.slice(root.length).split(separator).map(decodePart))
+        const parts = JSON.stringify(field === undefined ? [entity, id ?? ''] : [entity, id ?? '', field])
+        if (decoded !== parts) problems.push(`${key} decodes to ${decoded}, not ${parts}`)
+        if (!key.startsWith(keys.pattern(entity))) problems.push(`${key} is outside pattern(${JSON.stringify(entity)})`)
       }
 
-      expect(seen.size).toBeGreaterThan(2500)
       // No key is reachable through another entity's pattern (so clear(pattern) only clears that entity).
       const patterns = [...entities].map((entity) => [entity, keys.pattern(entity)] as const)
       let checked = 0
       for (const [key, tuple] of seen) {
         const [owner] = JSON.parse(tuple) as [string]
         for (const [entity, pattern] of patterns) {
-          if (entity !== owner) {
-            expect(key.startsWith(pattern)).toBe(false)
-            checked++
-          }
+          if (entity === owner) continue
+          if (key.startsWith(pattern)) problems.push(`${key} of ${owner} matches pattern ${pattern}`)
+          checked++
         }
       }
+      expect(problems).toEqual([])
+      expect(seen.size).toBeGreaterThan(2500)
       expect(checked).toBeGreaterThan(0)
     },
   )
@@ -344,14 +357,20 @@ describe('collision resistance', () => {
     const next = random(42)
     const keys = createKeyBuilder()
     const seen = new Map<string, string>()
+    const collisions: string[] = []
     for (let i = 0; i < 2000; i++) {
-      const value: KeyPart = { a: Math.floor(next() * 50), b: atoms[Math.floor(next() * atoms.length)] ?? '', c: [next() < 0.5] }
+      const value: KeyPart = {
+        a: Math.floor(next() * 50),
+        b: atoms[Math.floor(next() * atoms.length)] ?? '',
+        c: [next() < 0.5],
+      }
       const key = keys.key('q', value)
       const canonical = JSON.stringify([value.a, value.b, value.c])
       const previous = seen.get(key)
-      if (previous !== undefined) expect(previous).toBe(canonical)
+      if (previous !== undefined && previous !== canonical) collisions.push(`${previous} and ${canonical}`)
       seen.set(key, canonical)
     }
+    expect(collisions).toEqual([])
     expect(seen.size).toBeGreaterThan(1000)
   })
 })

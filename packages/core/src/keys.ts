@@ -120,27 +120,27 @@ export function createKeyBuilder(options: KeyBuilderOptions = {}): KeyBuilder {
 }
 
 function buildKeyBuilder(prefix: string | undefined, version: string | number | undefined, separator: string) {
-  const escape = escaperFor(separator)
+  const escapePart = escaperFor(separator)
   let root = ''
   if (prefix !== undefined) root += prefix + separator
-  if (version !== undefined) root += `v${escape(String(version))}${separator}`
+  if (version !== undefined) root += `v${escapePart(String(version))}${separator}`
 
   const builder: KeyBuilder = {
     prefix,
     version,
     separator,
     key(entity, id, field) {
-      let out = root + renderName(entity, 'entity', escape) + separator
-      if (id !== undefined) out += renderPart(id, escape)
-      if (field !== undefined) out += separator + renderName(field, 'field', escape)
+      let out = root + renderName(entity, 'entity', escapePart) + separator
+      if (id !== undefined) out += renderPart(id, escapePart)
+      if (field !== undefined) out += separator + renderName(field, 'field', escapePart)
       return out
     },
     tag(entity, id) {
-      const name = renderName(entity, 'entity', escape)
-      return id === undefined ? name : name + separator + renderPart(id, escape)
+      const name = renderName(entity, 'entity', escapePart)
+      return id === undefined ? name : name + separator + renderPart(id, escapePart)
     },
     pattern(entity) {
-      return entity === undefined ? root : root + renderName(entity, 'entity', escape) + separator
+      return entity === undefined ? root : root + renderName(entity, 'entity', escapePart) + separator
     },
     withVersion(next) {
       validateVersion(next, 'withVersion(version)')
@@ -150,28 +150,28 @@ function buildKeyBuilder(prefix: string | undefined, version: string | number | 
   return Object.freeze(builder)
 }
 
-function renderName(name: unknown, role: string, escape: Escaper): string {
+function renderName(name: unknown, role: string, escapePart: Escaper): string {
   if (typeof name !== 'string' || name === '') {
     throw new CacheError('E_INVALID_KEY', `key ${role} must be a non-empty string (got ${describeValue(name)})`)
   }
-  return escape(name)
+  return escapePart(name)
 }
 
-function renderPart(id: unknown, escape: Escaper): string {
+function renderPart(id: unknown, escapePart: Escaper): string {
   switch (typeof id) {
     case 'string':
       if (id === '') throw new CacheError('E_INVALID_KEY', 'key id must not be an empty string')
-      return escape(id)
+      return escapePart(id)
     case 'number':
       if (!Number.isFinite(id)) throw new CacheError('E_INVALID_KEY', `key id must be a finite number (got ${id})`)
       // Escaped too: '-', '.' and '+' may be separator characters.
-      return escape(String(id))
+      return escapePart(String(id))
     case 'bigint':
-      return escape(String(id))
+      return escapePart(String(id))
     case 'boolean':
       return id ? 'true' : 'false'
     case 'object':
-      return HASH_MARKER + escape(hashCanonical(serialize(id, new Set(), ['id'])))
+      return HASH_MARKER + escapePart(hashCanonical(serialize(id, new Set(), ['id'])))
     default:
       throw new CacheError('E_INVALID_KEY', `key id can't be ${describeValue(id)}`)
   }

@@ -22,7 +22,7 @@ export class Metrics {
   }
 
   on<E extends CacheEventName>(event: E, listener: Listener<E>): () => void {
-    const list = (this.listeners[event] ??= []) as Listener<E>[]
+    const list = (this.listeners[event] ?? []) as Listener<E>[]
     // Copy on write, so a listener that unsubscribes while an event is being emitted does not skip its neighbour.
     this.listeners[event] = [...list, listener] as never
     return () => {

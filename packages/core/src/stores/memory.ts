@@ -68,7 +68,7 @@ export class MemoryStore implements Store {
   private readonly sizeOf: ((value: unknown, key: string) => number) | undefined
   private readonly clock: () => number
   private readonly tagIndex = new Map<string, Set<Node>>()
-  private readonly listeners: StoreListener[] = []
+  private listeners: readonly StoreListener[] = []
   private bytes = 0
   private evictions = 0
   private expirations = 0
@@ -254,10 +254,10 @@ export class MemoryStore implements Store {
   }
 
   onRemove(listener: StoreListener): () => void {
-    this.listeners.push(listener)
+    // Copy on write: a listener that unsubscribes while being called does not make its neighbour miss the event.
+    this.listeners = [...this.listeners, listener]
     return () => {
-      const i = this.listeners.indexOf(listener)
-      if (i >= 0) this.listeners.splice(i, 1)
+      this.listeners = this.listeners.filter((l) => l !== listener)
     }
   }
 
@@ -315,7 +315,14 @@ export class MemoryStore implements Store {
     if (reason === undefined) return
     if (reason === 'evict') this.evictions++
     else this.expirations++
-    for (const listener of this.listeners) listener(reason, node.key)
+    for (const listener of this.listeners) {
+      try {
+        listener(reason, node.key)
+      } catch (err) {
+        // A listener bug must not stop an eviction half-way and leave the store over its bounds.
+        process.emitWarning(`[@cache/core] an onRemove listener threw: ${String(err)}`, 'CacheListenerWarning')
+      }
+    }
   }
 
   private tag(node: Node, tags: readonly string[]): void {

@@ -1,0 +1,96 @@
+import { memoryStore } from '@cache/core'
+import { LRUCache } from 'lru-cache'
+import { FAR_FUTURE, makeKeys, makeValues, shuffled, type Value } from './data.js'
+import { type HarnessOptions, runThroughput, type ThroughputResult } from './harness.js'
+
+const SIZE = 100_000
+
+/** M1: memory store get-hit over 100 k string keys, in a shuffled order prepared in advance. */
+export async function m1(opts: HarnessOptions): Promise<ThroughputResult> {
+  const keys = makeKeys(SIZE)
+  const values = makeValues(SIZE)
+  const order = shuffled(keys, 0x5eed1)
+  const now = Date.now()
+
+  const ours = memoryStore({ maxEntries: SIZE })
+  for (let i = 0; i < SIZE; i++) {
+    ours.setSync(keys[i]!, { value: values[i], createdAt: now, freshUntil: FAR_FUTURE, staleUntil: FAR_FUTURE })
+  }
+  const lru = new LRUCache<string, Value>({ max: SIZE })
+  for (let i = 0; i < SIZE; i++) lru.set(keys[i]!, values[i]!)
+  const map = new Map<string, Value>()
+  for (let i = 0; i < SIZE; i++) map.set(keys[i]!, values[i]!)
+  if (ours.stats().size !== SIZE || lru.size !== SIZE || map.size !== SIZE) throw new Error('[bench] M1: bad fill')
+
+  const n = order.length
+  const result = await runThroughput(
+    {
+      id: 'M1',
+      title: 'memory store get-hit, 100 k string keys, shuffled order',
+      opsPerPass: n,
+      contenders: [
+        {
+          name: 'ours memoryStore.getSync',
+          kind: 'ours',
+          expectPerPass: n,
+          batch(passes) {
+            let hits = 0
+            for (let p = 0; p < passes; p++) {
+              for (let i = 0; i < n; i++) if (ours.getSync(order[i]!) !== undefined) hits++
+            }
+            return hits
+          },
+        },
+        {
+          name: 'ours memoryStore.get (await)',
+          kind: 'ours',
+          expectPerPass: n,
+          async batch(passes) {
+            let hits = 0
+            for (let p = 0; p < passes; p++) {
+              for (let i = 0; i < n; i++) if ((await ours.get(order[i]!)) !== undefined) hits++
+            }
+            return hits
+          },
+        },
+        {
+          name: 'lru-cache.get',
+          kind: 'anchor',
+          expectPerPass: n,
+          batch(passes) {
+            let hits = 0
+            for (let p = 0; p < passes; p++) {
+              for (let i = 0; i < n; i++) if (lru.get(order[i]!) !== undefined) hits++
+            }
+            return hits
+          },
+        },
+        {
+          name: 'Map.get',
+          kind: 'reference',
+          expectPerPass: n,
+          batch(passes) {
+            let hits = 0
+            for (let p = 0; p < passes; p++) {
+              for (let i = 0; i < n; i++) if (map.get(order[i]!) !== undefined) hits++
+            }
+            return hits
+          },
+        },
+      ],
+      pairs: [
+        { ours: 'ours memoryStore.getSync', anchor: 'lru-cache.get', target: 1 },
+        { ours: 'ours memoryStore.get (await)', anchor: 'lru-cache.get' },
+        { ours: 'Map.get', anchor: 'lru-cache.get' },
+      ],
+      notes: [
+        'ours: memoryStore({ maxEntries: 100_000 }) (LRU, default options), entries with far-future expiry',
+        'anchor: new LRUCache({ max: 100_000 }) (no TTL); reference: a bare Map',
+        'each pass reads all 100 k keys in one fixed shuffled order; every read must hit (checked)',
+      ],
+    },
+    opts,
+  )
+  await ours.close()
+  return result
+}

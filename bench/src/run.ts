@@ -1,0 +1,83 @@
+/**
+ * Runs the benchmarks: M1 M2 C1 S1 MEM, or those named on the command line (`pnpm bench M1 C1`; the diagnostics
+ * D1 D2 D3 run only when named).
+ * Prints tables, writes .results/latest.json and .results/latest.md (paste the latter into RESULTS.md).
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import { c1 } from './c1.js'
+import { d1, d2, d3 } from './diag.js'
+import { gcExposed, harnessOptions } from './harness.js'
+import { m1 } from './m1.js'
+import { m2 } from './m2.js'
+import { memory } from './memory.js'
+import { type BenchResult, type RunReport, renderMarkdown, renderSummary, renderText } from './report.js'
+import { s1 } from './s1.js'
+
+const opts = harnessOptions()
+const memRuns = Number(process.env.BENCH_MEM_RUNS ?? 3)
+if (!Number.isInteger(memRuns) || memRuns < 1) throw new Error('BENCH_MEM_RUNS must be an integer >= 1')
+
+const BENCHES: Record<string, () => Promise<BenchResult>> = {
+  M1: () => m1(opts),
+  M2: () => m2(opts),
+  C1: () => c1(opts),
+  S1: () => s1(),
+  MEM: () => memory(memRuns),
+  // Opt-in diagnostics (see diag.ts): only run when named.
+  D1: () => d1(opts),
+  D2: () => d2(opts),
+  D3: () => d3(opts),
+}
+const DEFAULT = ['M1', 'M2', 'C1', 'S1', 'MEM']
+
+const asked = process.argv.slice(2).map((a) => a.toUpperCase())
+for (const name of asked) {
+  if (!(name in BENCHES)) {
+    console.error(`[bench] unknown benchmark '${name}'; choose among ${Object.keys(BENCHES).join(', ')}`)
+    process.exit(2)
+  }
+}
+const selected = asked.length > 0 ? Object.keys(BENCHES).filter((n) => asked.includes(n)) : DEFAULT
+
+if (!gcExposed) console.warn('[bench] global.gc is not exposed: run node with --expose-gc for steadier numbers')
+const started = performance.now()
+const loadavgStart = os.loadavg()[0]!
+console.log(
+  `[bench] ${selected.join(' ')} · ${opts.rounds} rounds · ~${opts.batchMs} ms batches · Node ${process.version} · ` +
+    `${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.availableParallelism()} · load ${loadavgStart.toFixed(2)}`,
+)
+
+const results: BenchResult[] = []
+for (const name of selected) {
+  const result = await BENCHES[name]!()
+  results.push(result)
+  console.log(`\n${renderText(result)}`)
+}
+
+const report: RunReport = {
+  date: new Date().toISOString(),
+  command: `pnpm --filter @cache/bench bench${asked.length > 0 ? ` ${asked.join(' ')}` : ''}`,
+  machine: {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    ramGiB: os.totalmem() / 2 ** 30,
+    node: process.version,
+    platform: `${process.platform} ${os.release()}`,
+    loadavgStart,
+    loadavgEnd: os.loadavg()[0]!,
+  },
+  gcExposed,
+  rounds: opts.rounds,
+  batchMs: opts.batchMs,
+  durationS: (performance.now() - started) / 1000,
+  results,
+}
+
+const dir = new URL('../.results/', import.meta.url)
+await mkdir(dir, { recursive: true })
+await writeFile(new URL('latest.json', dir), `${JSON.stringify(report, null, 2)}\n`)
+const markdown = `${renderSummary(report)}\n\n${renderMarkdown(report)}`
+await writeFile(new URL('latest.md', dir), markdown)
+console.log(`\n== summary\n\n${renderSummary(report)}`)
+console.log(`\n[bench] ${report.durationS.toFixed(0)} s · wrote bench/.results/latest.json and latest.md`)
