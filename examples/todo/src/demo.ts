@@ -1,13 +1,15 @@
+import { type ChildProcess, fork } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import { stripVTControlCharacters as stripAnsi } from 'node:util'
-import { type Cache, createCache, memoryStore } from '@cache/core'
-import { createApp } from './app.js'
 import { type LoadOptions, type LoadResult, runLoad } from './load.js'
-import type { Latency } from './repository.js'
 
-// `pnpm demo`: the same Todo API twice, once straight on its slow repository and once behind @cache/core, under the
-// same scripted load. Everything runs in this process, on 127.0.0.1, and stops by itself within seconds.
+// `pnpm demo`: the same Todo API twice, once straight on its slow repository and once behind
+// `createCache({ store: memoryStore({ maxEntries: 10_000 }) })`, under the same scripted load. Each server runs in a
+// process of its own (src/server.ts, on 127.0.0.1 and an ephemeral port), so the load generator in this process does
+// not compete with it for an event loop. Everything is bounded and stops by itself within seconds.
 
-const LATENCY: Latency = { min: 5, max: 15 }
+const LATENCY_MS = '5-15'
 const LOAD: Omit<LoadOptions, 'baseUrl'> = {
   users: 20,
   requests: 4000,
@@ -16,8 +18,9 @@ const LOAD: Omit<LoadOptions, 'baseUrl'> = {
   maxDurationMs: 8000,
   seed: 42,
 }
-/** A short untimed run first, so the JIT and the connection pool are warm for the measured one. */
+/** A short run first, not measured, so the JIT and the connection pool are warm for the measured one. */
 const WARMUP: Omit<LoadOptions, 'baseUrl'> = { ...LOAD, requests: 400, userPrefix: 'warmup-', seed: 7 }
+const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url))
 
 const tty = process.stdout.isTTY === true && process.env.NO_COLOR === undefined
 const paint = (code: string) => (text: string) => (tty ? `\x1b[${code}m${text}\x1b[0m` : text)
@@ -32,18 +35,52 @@ interface Scenario {
   result: LoadResult
 }
 
-async function measure(label: string, cache: Cache | null): Promise<Scenario> {
-  const app = createApp({ cache, latencyMs: LATENCY })
-  const baseUrl = await app.listen(0, '127.0.0.1')
-  process.stdout.write(`  ${label.padEnd(11)} ${dim(baseUrl)} … `)
+/** Forks src/server.ts (with this process's tsx loader and conditions) and waits for the URL it listens on. */
+async function startServer(cache: boolean): Promise<{ child: ChildProcess; url: string }> {
+  const child = fork(SERVER, {
+    env: { ...process.env, PORT: '0', CACHE: cache ? 'on' : 'off', LATENCY_MS },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
   try {
-    await runLoad({ ...WARMUP, baseUrl })
-    const result = await runLoad({ ...LOAD, baseUrl })
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the server did not start within 30 s')), 30_000)
+      child.once('message', (message: { url?: string }) => {
+        clearTimeout(timer)
+        if (typeof message?.url === 'string') resolve(message.url)
+        else reject(new Error(`unexpected message from the server: ${JSON.stringify(message)}`))
+      })
+      child.once('exit', (code) => {
+        clearTimeout(timer)
+        reject(new Error(`the server exited with code ${code} before listening`))
+      })
+    })
+    return { child, url }
+  } catch (err) {
+    child.kill()
+    throw err
+  }
+}
+
+/** Disconnecting makes the server close and exit; if it has not within 10 s, it is killed. */
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  if (child.connected) child.disconnect()
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+  await exited
+  clearTimeout(timer)
+}
+
+async function measure(label: string, cache: boolean): Promise<Scenario> {
+  const { child, url } = await startServer(cache)
+  process.stdout.write(`  ${label.padEnd(11)} ${dim(url)} … `)
+  try {
+    await runLoad({ ...WARMUP, baseUrl: url })
+    const result = await runLoad({ ...LOAD, baseUrl: url })
     console.log(`${result.requests} requests in ${(result.durationMs / 1000).toFixed(2)} s`)
     return { label, result }
   } finally {
-    await app.close()
-    await cache?.close()
+    await stopServer(child)
   }
 }
 
@@ -74,19 +111,18 @@ function table(rows: string[][], align: ('l' | 'r')[]): string[] {
 }
 
 async function main(): Promise<number> {
-  const latency = typeof LATENCY === 'number' ? `${LATENCY} ms` : `${LATENCY.min}–${LATENCY.max} ms`
   const writes = Math.round(LOAD.writeRatio! * 100)
   console.log(bold('\n@cache/core demo: a multi-user Todo API on a slow repository, without and with a cache\n'))
   console.log(
     dim(
       `  ${LOAD.users} users · ${LOAD.requests} requests: ~${100 - writes}% list reads, ~${writes}% writes · ` +
-        `concurrency ${LOAD.concurrency}\n  repository round trip ${latency} · ` +
+        `concurrency ${LOAD.concurrency}\n  repository round trip ${LATENCY_MS.replace('-', '–')} ms · ` +
         'lists cached 30 s per user, tag-invalidated by that user’s writes\n',
     ),
   )
 
-  const plain = await measure('no cache', null)
-  const cached = await measure('with cache', createCache({ store: memoryStore({ maxEntries: 10_000 }) }))
+  const plain = await measure('no cache', false)
+  const cached = await measure('with cache', true)
   const a = plain.result
   const b = cached.result
 
@@ -131,7 +167,7 @@ async function main(): Promise<number> {
   )
   const rule = dim('─'.repeat(Math.max(...lines.map((line) => stripAnsi(line).length))))
   const [head, ...body] = lines
-  console.log(['', head, rule, ...body, rule].map((line) => `  ${line}`).join('\n'))
+  console.log(`\n${[head, rule, ...body, rule].map((line) => `  ${line}`).join('\n')}`)
 
   let failed = false
   for (const { label, result: r } of [plain, cached]) {
@@ -146,7 +182,7 @@ async function main(): Promise<number> {
   }
   console.log(
     dim(
-      '\n  latency: as the client saw it (client and servers share this process, so it includes fetch overhead).' +
+      '\n  latency: as the client saw it, fetch included (the client shares this machine with the server).' +
         '\n  server time: in the server, from its server-timing header. p99 is set by writes and cache misses,' +
         '\n  which still go to the repository. Stale read: a list read sent after a write was answered that does' +
         '\n  not show that write (every read is checked).\n',

@@ -63,6 +63,8 @@ interface UserModel {
   id: string
   /** The list after 0, 1, 2, … writes, as canonical strings; `todos` is the last one as objects. */
   states: string[]
+  /** `writes[k - 1]` describes the write that produced `states[k]`, for messages. */
+  writes: string[]
   todos: Todo[]
   /** Writes sent and writes answered. Writes of one user are sent one at a time, so `started <= completed + 1`. */
   started: number
@@ -100,6 +102,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const users: UserModel[] = Array.from({ length: userCount }, (_, i) => ({
     id: `${prefix}${String(i + 1).padStart(width, '0')}`,
     states: [],
+    writes: [],
     todos: [],
     started: 0,
     completed: 0,
@@ -113,18 +116,22 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     if (samples.length < MAX_SAMPLES) samples.push(message)
   }
 
-  // Set-up, not measured: learn each list, then give it a few todos.
+  // Set-up, not measured: learn each list, then give it a few todos. Their states count as writes too.
   await Promise.all(
     users.map(async (user) => {
       const res = await fetch(`${base}/users/${user.id}/todos`)
       if (!res.ok) throw new Error(`set-up: GET ${user.id} answered ${res.status}: ${await res.text()}`)
       user.todos = parseList(await res.json())
-      for (let i = 0; i < initialTodos; i++) {
-        const created = await fetch(`${base}/users/${user.id}/todos`, json('POST', { title: `setup task ${i + 1}` }))
-        if (created.status !== 201) throw new Error(`set-up: POST ${user.id} answered ${created.status}`)
-        user.todos.push(parseTodo(await created.json()))
-      }
       user.states.push(canonical(user.todos))
+      for (let i = 0; i < initialTodos; i++) {
+        const body = { title: `setup task ${i + 1}` }
+        const created = await fetch(`${base}/users/${user.id}/todos`, json('POST', body))
+        if (created.status !== 201) throw new Error(`set-up: POST ${user.id} answered ${created.status}`)
+        user.todos = [...user.todos, parseTodo(await created.json())]
+        user.states.push(canonical(user.todos))
+        user.writes.push(`set-up POST /users/${user.id}/todos ${JSON.stringify(body)}`)
+      }
+      user.started = user.completed = user.states.length - 1
     }),
   )
 
@@ -147,8 +154,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     checkedReads++
     for (let k = from; k <= to; k++) if (user.states[k] === got) return
     violations++
+    const seen = user.states.lastIndexOf(got, from)
+    const answered = from === 0 ? 'the set-up' : `write #${from} (${user.writes[from - 1]})`
     note(
-      `stale or impossible read of ${user.id}: got ${abbreviate(got)}, expected the list after ${from === to ? `write ${from}` : `writes ${from}..${to}`}: ${abbreviate(user.states[to] ?? '?')}`,
+      seen >= 0
+        ? `stale read of ${user.id}: sent after ${answered} was answered, it returned the list as it was ` +
+            `${seen === 0 ? 'before any write' : `after write #${seen}`} (${from - seen} write(s) behind)`
+        : `impossible read of ${user.id}: sent after ${answered} was answered, it returned a list that never ` +
+            `existed: ${abbreviate(got)}; expected ${abbreviate(user.states[to] ?? '?')}`,
     )
   }
 
@@ -207,7 +220,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       const body = random() < 0.5 ? { done: !target.done } : { title: `${target.title.split(' (')[0]} (edited)` }
       request = { method: 'PATCH', path: `/${target.id}`, body, expect: 200 }
     }
-    const label = `${request.method} ${user.id}${request.path}`
+    const label = `${request.method} /users/${user.id}/todos${request.path}`
     const started = performance.now()
     let status = 0
     let answer: unknown
@@ -236,6 +249,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       }
       user.todos = next
       user.states.push(canonical(next))
+      user.writes.push(`${label}${request.body === undefined ? '' : ` ${JSON.stringify(request.body)}`}`)
       user.completed++
     } catch (err) {
       errors++

@@ -465,6 +465,99 @@ describe('tags', () => {
     expect(await cache.has('k2')).toBe(false)
   })
 
+  describe('read-your-writes: a caller arriving after a write never joins a load that started before it', () => {
+    // The origin changes, then the cache is told; a load already running read the old origin.
+    function origin() {
+      let db = 'v0'
+      const gates: ReturnType<typeof deferred<void>>[] = []
+      const loader = vi.fn(async (ctx: LoaderContext<string>) => {
+        const seen = db
+        const gate = deferred<void>()
+        gates.push(gate)
+        await gate.promise
+        if (ctx.key.endsWith('late-tag')) ctx.tags.push('t')
+        return seen
+      })
+      return {
+        loader,
+        write(value: string) {
+          db = value
+        },
+        releaseAll() {
+          for (const gate of gates) gate.resolve()
+        },
+      }
+    }
+
+    it.each([
+      ['invalidateTags', (c: Cache) => c.invalidateTags(['t'])],
+      ['delete', (c: Cache) => c.delete('k')],
+      ['clear', (c: Cache) => c.clear()],
+      ['set', (c: Cache) => c.set('k', 'v1')],
+    ])('after %s', async (_name, invalidate) => {
+      const cache = make()
+      const o = origin()
+      const before = cache.getOrSet('k', o.loader, { tags: ['t'] })
+      await Promise.resolve()
+      o.write('v1')
+      await invalidate(cache)
+      const after = cache.getOrSet('k', o.loader, { tags: ['t'] })
+      o.releaseAll()
+      expect(await before).toBe('v0') // it started before the write: either answer is honest
+      expect(await after).toBe('v1')
+      expect(await cache.get('k')).toBe('v1')
+    })
+
+    it('after invalidateTags of a tag the loader pushed on ctx.tags before the invalidation', async () => {
+      const cache = make()
+      const gate = deferred<string>()
+      let db = 'v0'
+      const loader = vi.fn((ctx: LoaderContext<string>) => {
+        ctx.tags.push('t')
+        const seen = db
+        return gate.promise.then(() => seen)
+      })
+      const before = cache.getOrSet('k', loader)
+      db = 'v1'
+      await cache.invalidateTags(['t'])
+      const after = cache.getOrSet('k', loader)
+      gate.resolve('')
+      expect([await before, await after]).toEqual(['v0', 'v1'])
+      expect(await cache.get('k')).toBe('v1')
+    })
+
+    it('an invalidation of another key or tag leaves the load shared', async () => {
+      const cache = make()
+      const gate = deferred<string>()
+      const loader = vi.fn(() => gate.promise)
+      const a = cache.getOrSet('k', loader, { tags: ['t'] })
+      await cache.invalidateTags(['other'])
+      await cache.delete('other-key')
+      await cache.namespace('elsewhere').clear()
+      const b = cache.getOrSet('k', loader, { tags: ['t'] })
+      gate.resolve('v')
+      expect([await a, await b]).toEqual(['v', 'v'])
+      expect(loader).toHaveBeenCalledTimes(1)
+      expect(await cache.get('k')).toBe('v')
+    })
+
+    it('a detached load that finishes first does not let a later one cache outdated data', async () => {
+      const cache = make()
+      const first = deferred<string>()
+      const second = deferred<string>()
+      const loads = [first, second]
+      const loader = vi.fn(() => loads[loader.mock.calls.length - 1]!.promise)
+      const a = cache.getOrSet('k', loader, { tags: ['t'] })
+      await cache.invalidateTags(['t'])
+      const b = cache.getOrSet('k', loader, { tags: ['t'] })
+      second.resolve('new')
+      expect(await b).toBe('new')
+      first.resolve('old')
+      expect(await a).toBe('old')
+      expect(await cache.get('k')).toBe('new')
+    })
+  })
+
   it('tags are scoped to their namespace', async () => {
     const cache = make()
     const a = cache.namespace('a')

@@ -69,13 +69,22 @@ interface Shared {
   maxKeyLength: number
   metrics: Metrics
   flights: Map<string, Flight>
-  /** Writes and invalidations made while loads were in flight (see `Flight.logStart`). */
+  /** Loads still running, including those detached from `flights` by an invalidation. */
+  running: number
+  /** Writes and invalidations made while loads were running (see `Flight.logStart`). */
   log: Invalidation[]
   closed: boolean
   unsubscribe: () => void
 }
 
 interface Flight {
+  /** The store key being loaded. */
+  full: string
+  /** Tags known when the load started (the call's, namespaced) plus those the loader has pushed so far. */
+  callTags: readonly string[] | undefined
+  /** The namespace prefix of the cache that started the load (to namespace `ctx.tags`). */
+  prefix: string
+  ctx: Context<unknown>
   promise: Promise<unknown>
   controller: AbortController
   /** Index in `Shared.log` when the load started: an invalidation after it means the result is already outdated. */
@@ -123,6 +132,7 @@ export function createCache(options: CacheOptions = {}): Cache {
     maxKeyLength,
     metrics,
     flights: new Map(),
+    running: 0,
     log: [],
     closed: false,
     unsubscribe: noop,
@@ -552,11 +562,27 @@ export class Cache {
       }
     })
 
-    const flight: Flight = { promise: undefined as unknown as Promise<T>, controller, logStart: s.log.length }
+    let callTags: string[] | undefined
+    try {
+      callTags = options?.tags?.map((tag) => this.fullTag(tag))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const flight: Flight = {
+      full,
+      callTags,
+      prefix: this.prefix,
+      ctx: ctx as Context<unknown>,
+      promise: undefined as unknown as Promise<T>,
+      controller,
+      logStart: s.log.length,
+    }
+    s.running++
     const finish = () => {
       if (timer !== undefined) clearTimeout(timer)
       if (s.flights.get(full) === flight) s.flights.delete(full)
-      if (s.flights.size === 0) s.log.length = 0
+      // Count running loads, not map entries: a detached load still needs the log to learn it is outdated.
+      if (--s.running === 0) s.log.length = 0
     }
     const promise = run.then(
       async (value) => {
@@ -628,9 +654,25 @@ export class Cache {
     if (this.s.metrics.has('set')) this.s.metrics.emit('set', { key, namespace: this.namespaceName })
   }
 
+  /**
+   * A write or invalidation overtakes the loads of the keys it touches: their results (read before it) must not be
+   * cached, and callers arriving after it must not join them (read-your-writes), so they are detached from
+   * `flights` and logged. A detached load still answers the callers that joined it before the change.
+   */
   private recordInvalidation(record: Invalidation): void {
-    // Only loads in flight can be overtaken by an invalidation; with none, nothing needs remembering.
-    if (this.s.flights.size > 0) this.s.log.push(record)
+    const s = this.s
+    // Only running loads can be overtaken; with none, nothing needs remembering.
+    if (s.running === 0) return
+    s.log.push(record)
+    if (record.kind === 'key') {
+      s.flights.delete(record.key)
+      return
+    }
+    for (const [full, flight] of s.flights) {
+      if (record.kind === 'prefix' ? full.startsWith(record.prefix) : flightHasTag(flight, record.tags)) {
+        s.flights.delete(full)
+      }
+    }
   }
 
   /** Was `full` deleted, overwritten, cleared or tag-invalidated after this load started? Then its result is old. */
@@ -703,6 +745,14 @@ class Context<T> implements LoaderContext<T> {
  */
 function encodeSegment(name: string): string {
   return /[%:.]/.test(name) ? name.replace(/[%:.]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name
+}
+
+/** Tags a load is known to carry while it runs: the call's, and any the loader pushed already (namespaced late). */
+function flightHasTag(flight: Flight, tags: readonly string[]): boolean {
+  if (flight.callTags?.some((tag) => tags.includes(tag))) return true
+  if (flight.ctx.tags.length === 0) return false
+  const prefix = flight.prefix
+  return flight.ctx.tags.some((tag) => tags.includes(prefix + tag))
 }
 
 function invalidKey(key: unknown, max: number): CacheError {
