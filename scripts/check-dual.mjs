@@ -13,8 +13,12 @@ for (const [subpath, target] of Object.entries(pkg.exports ?? {})) {
   if (typeof target !== 'object' || !target.import || !target.require) continue
   const esmFile = join(dir, target.import.default)
   const cjsFile = join(dir, target.require.default)
-  const esm = Object.keys(await import(pathToFileURL(esmFile).href)).filter((k) => k !== 'default').sort()
-  const cjs = Object.keys(require(cjsFile)).filter((k) => k !== 'default' && k !== '__esModule').sort()
+  const esm = Object.keys(await import(pathToFileURL(esmFile).href))
+    .filter((k) => k !== 'default')
+    .sort()
+  const cjs = Object.keys(require(cjsFile))
+    .filter((k) => k !== 'default' && k !== '__esModule')
+    .sort()
   const missing = esm.filter((k) => !cjs.includes(k)).concat(cjs.filter((k) => !esm.includes(k)))
   if (missing.length > 0 || esm.length === 0) {
     failures++

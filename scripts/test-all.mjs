@@ -2,13 +2,16 @@
 // ("tests: N passed, N failed") and fails when the run executed no test, so CI is never green on an empty run.
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 
 const report = '.vitest-results.json'
 rmSync(report, { force: true })
+const vitest = join(dirname(createRequire(import.meta.url).resolve('vitest/package.json')), 'vitest.mjs')
 const run = spawnSync(
-  'vitest',
-  ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)],
-  { stdio: 'inherit', shell: process.platform === 'win32' },
+  process.execPath,
+  [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)],
+  { stdio: 'inherit' },
 )
 if (!existsSync(report)) {
   console.error(`vitest wrote no report (exit ${run.status ?? run.signal}): see its output above`)
