@@ -2,7 +2,7 @@ import { createCache, memoryStore } from '@cache/core'
 import { BentoCache, bentostore } from 'bentocache'
 import { memoryDriver } from 'bentocache/drivers/memory'
 import { createCache as createCacheManager } from 'cache-manager'
-import { makeKeys, makeValues, type Value } from './data.js'
+import { clockTag, fixedClock, makeKeys, makeValues, type Value } from './data.js'
 import { type HarnessOptions, runThroughput, type ThroughputResult } from './harness.js'
 
 const KEYS = 1_000
@@ -14,7 +14,10 @@ export async function c1(opts: HarnessOptions): Promise<ThroughputResult> {
   const values = makeValues(KEYS)
 
   // Every contender gets the same TTL (1 h, ours' default) so no entry expires during the run.
-  const ours = createCache({ store: memoryStore() })
+  const ours =
+    fixedClock === undefined
+      ? createCache({ store: memoryStore() })
+      : createCache({ store: memoryStore({ clock: fixedClock }), clock: fixedClock })
   // Bentocache's documented memory-only setup: one store with an L1 memory driver (serialize defaults to true).
   const bento = new BentoCache({
     default: 'memory',
@@ -55,7 +58,7 @@ export async function c1(opts: HarnessOptions): Promise<ThroughputResult> {
       opsPerPass: KEYS,
       contenders: [
         {
-          name: 'ours cache.getOrSet',
+          name: `ours cache.getOrSet${clockTag}`,
           kind: 'ours',
           expectPerPass: KEYS,
           async batch(passes) {
@@ -104,13 +107,14 @@ export async function c1(opts: HarnessOptions): Promise<ThroughputResult> {
         },
       ],
       pairs: [
-        { ours: 'ours cache.getOrSet', anchor: 'bentocache.getOrSet', target: 2 },
-        { ours: 'ours cache.getOrSet', anchor: 'bentocache.getOrSet (serialize: false)' },
-        { ours: 'ours cache.getOrSet', anchor: 'cache-manager.wrap', target: 5 },
+        { ours: `ours cache.getOrSet${clockTag}`, anchor: 'bentocache.getOrSet', target: 2 },
+        { ours: `ours cache.getOrSet${clockTag}`, anchor: 'bentocache.getOrSet (serialize: false)' },
+        { ours: `ours cache.getOrSet${clockTag}`, anchor: 'cache-manager.wrap', target: 5 },
       ],
       notes: [
-        "ours: createCache({ store: memoryStore() }) (namespace 'cache', ttl 1h default); await cache.getOrSet(key, loader)",
-        "bentocache: new BentoCache({ default: 'memory', ttl: HOUR_MS, stores: { memory: bentostore().useL1Layer(" +
+        `ours: createCache({ store: memoryStore() }) (namespace 'cache', ttl 1h default)${fixedClock ? ', fixed clock' : ''}; ` +
+          'await cache.getOrSet(key, loader)',
+        "bentocache: new BentoCache({ default: 'memory', ttl: 3_600_000, stores: { memory: bentostore().useL1Layer(" +
           "memoryDriver({ maxItems: 10_000, maxSize: '10mb' })) } }); await bento.getOrSet({ key, factory })",
         'bentocache (serialize: false): the same driver with { maxItems: 10_000, serialize: false }',
         'cache-manager: createCache({ ttl: 3_600_000 }) (default Keyv in-memory store); await cache.wrap(key, fn)',

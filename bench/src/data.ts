@@ -52,3 +52,18 @@ export function shuffled<T>(items: readonly T[], seed: number): T[] {
   }
   return out
 }
+
+/**
+ * Diagnostic switch: with BENCH_FIXED_CLOCK=1, ours gets `clock: () => <start time>` (an existing option) in M1, M2
+ * and C1, to show what reading Date.now() costs on each hot path. It is process-wide on purpose: a second clock in
+ * the same process would make the store's `this.clock()` call site polymorphic and slow both variants down.
+ */
+export const fixedClock: (() => number) | undefined = (() => {
+  const flag = process.env.BENCH_FIXED_CLOCK
+  if (flag === undefined || flag === '' || flag === '0') return undefined
+  const start = Date.now()
+  return () => start
+})()
+
+/** Suffix for the names of our rows in a fixed-clock run. */
+export const clockTag = fixedClock === undefined ? '' : ' [fixed clock]'

@@ -20,6 +20,8 @@ export interface RunReport {
   command: string
   machine: Machine
   gcExposed: boolean
+  /** BENCH_FIXED_CLOCK diagnostic run: ours read a fixed clock instead of Date.now. */
+  fixedClock: boolean
   rounds: number
   batchMs: number
   durationS: number
@@ -123,6 +125,9 @@ export function renderText(result: BenchResult): string {
 export function renderMarkdown(report: RunReport): string {
   const m = report.machine
   const out = [
+    ...(report.fixedClock
+      ? ['**Diagnostic run (BENCH_FIXED_CLOCK=1): ours read a fixed clock, not Date.now.**', '']
+      : []),
     `Run ${report.date} · \`${report.command}\` · ${report.rounds} interleaved rounds, ~${report.batchMs} ms batches, ` +
       `gc between batches: ${report.gcExposed ? 'yes' : 'no'} · ${report.durationS.toFixed(0)} s`,
     '',

@@ -1,12 +1,11 @@
 /**
- * Runs the benchmarks: M1 M2 C1 S1 MEM, or those named on the command line (`pnpm bench M1 C1`; the diagnostics
- * D1 D2 D3 run only when named).
+ * Runs the benchmarks: all of them, or those named on the command line (`pnpm bench M1 C1`).
  * Prints tables, writes .results/latest.json and .results/latest.md (paste the latter into RESULTS.md).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { c1 } from './c1.js'
-import { d1, d2, d3 } from './diag.js'
+import { fixedClock } from './data.js'
 import { gcExposed, harnessOptions } from './harness.js'
 import { m1 } from './m1.js'
 import { m2 } from './m2.js'
@@ -24,12 +23,7 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   C1: () => c1(opts),
   S1: () => s1(),
   MEM: () => memory(memRuns),
-  // Opt-in diagnostics (see diag.ts): only run when named.
-  D1: () => d1(opts),
-  D2: () => d2(opts),
-  D3: () => d3(opts),
 }
-const DEFAULT = ['M1', 'M2', 'C1', 'S1', 'MEM']
 
 const asked = process.argv.slice(2).map((a) => a.toUpperCase())
 for (const name of asked) {
@@ -38,10 +32,16 @@ for (const name of asked) {
     process.exit(2)
   }
 }
-const selected = asked.length > 0 ? Object.keys(BENCHES).filter((n) => asked.includes(n)) : DEFAULT
+const selected = asked.length > 0 ? Object.keys(BENCHES).filter((n) => asked.includes(n)) : Object.keys(BENCHES)
 
+if (fixedClock !== undefined) {
+  console.warn(
+    '[bench] BENCH_FIXED_CLOCK is set: ours reads a fixed clock. A diagnostic, not the shipped configuration.',
+  )
+}
 if (!gcExposed) console.warn('[bench] global.gc is not exposed: run node with --expose-gc for steadier numbers')
 const started = performance.now()
+const startedAt = new Date().toISOString()
 const loadavgStart = os.loadavg()[0]!
 console.log(
   `[bench] ${selected.join(' ')} · ${opts.rounds} rounds · ~${opts.batchMs} ms batches · Node ${process.version} · ` +
@@ -56,7 +56,7 @@ for (const name of selected) {
 }
 
 const report: RunReport = {
-  date: new Date().toISOString(),
+  date: startedAt,
   command: `pnpm --filter @cache/bench bench${asked.length > 0 ? ` ${asked.join(' ')}` : ''}`,
   machine: {
     cpu: os.cpus()[0]?.model ?? 'unknown',
@@ -68,6 +68,7 @@ const report: RunReport = {
     loadavgEnd: os.loadavg()[0]!,
   },
   gcExposed,
+  fixedClock: fixedClock !== undefined,
   rounds: opts.rounds,
   batchMs: opts.batchMs,
   durationS: (performance.now() - started) / 1000,

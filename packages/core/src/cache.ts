@@ -1,3 +1,4 @@
+import { exactNow, nowNear } from './clock.js'
 import { type Duration, parseDuration, parseOptionalDuration } from './duration.js'
 import { CacheError, describe, isCacheError } from './errors.js'
 import { Metrics } from './metrics.js'
@@ -50,29 +51,38 @@ export interface WrapOptions<A extends unknown[]> extends GetOrSetOptions {
   key: (...args: A) => string
 }
 
-interface Defaults {
+/** Options of one call, checked and resolved against the cache's defaults (which are a plan too). */
+interface Plan {
   ttl: number
   grace: number
   jitter: number
   timeout: number
   hardTimeout: number | undefined
   earlyRefresh: number
+  /** Namespaced. */
+  tags: readonly string[] | undefined
 }
 
 /** What a namespace shares with its root: the store, the in-flight loads, the counters and listeners. */
 interface Shared {
   store: Store
-  getSync: ((key: string) => StoredEntry | undefined) | undefined
-  setSync: ((key: string, entry: StoredEntry) => void) | undefined
+  /** The cache made the store (the default memory store), so closing the cache closes it. */
+  ownsStore: boolean
+  /** The store's synchronous path, `(namespace prefix, key)`, when it has one (in-process stores). */
+  getIn: ((space: string, key: string) => StoredEntry | undefined) | undefined
+  setIn: ((space: string, key: string, entry: StoredEntry) => void) | undefined
+  /** Exact time, for new entries and deadlines. */
   clock: () => number
-  defaults: Defaults
+  /** A time good enough to compare with one deadline: the hot path's clock (see clock.ts). */
+  clockNear: (deadline: number) => number
+  defaults: Plan
   maxKeyLength: number
   metrics: Metrics
   flights: Map<string, Flight>
   /** Loads still running, including those detached from `flights` by an invalidation. */
-  running: number
-  /** Writes and invalidations made while loads were running (see `Flight.logStart`). */
-  log: Invalidation[]
+  running: Set<Flight>
+  /** The tags of each tag invalidation made while loads were running (see `Flight.logStart`). */
+  log: (readonly string[])[]
   closed: boolean
   unsubscribe: () => void
 }
@@ -87,13 +97,19 @@ interface Flight {
   ctx: Context<unknown>
   promise: Promise<unknown>
   controller: AbortController
-  /** Index in `Shared.log` when the load started: an invalidation after it means the result is already outdated. */
+  /** Index in `Shared.log` when the load started: a tag invalidation after it may make the result outdated. */
   logStart: number
+  /** A write or invalidation touched the key after the load started: its result is returned, never cached. */
+  overtaken: boolean
 }
 
 type Invalidation = { kind: 'key'; key: string } | { kind: 'prefix'; prefix: string } | { kind: 'tags'; tags: string[] }
 
 const DEFAULT_NAMESPACE = 'cache'
+/** Tag invalidations kept for running loads; past this, the oldest loads give up caching their result. */
+const MAX_LOG = 1024
+/** setTimeout cannot wait longer (it would fire at once): longer timeouts mean "no timer". */
+const MAX_TIMER_MS = 2 ** 31 - 1
 const DEFAULT_MAX_KEY_LENGTH = 1024
 const noop = () => {}
 
@@ -105,7 +121,8 @@ const noop = () => {}
  * const user = await cache.getOrSet(`users:${id}`, ({ signal }) => db.user(id, { signal }), { tags: [`user:${id}`] })
  */
 export function createCache(options: CacheOptions = {}): Cache {
-  const store = options.store ?? memoryStore()
+  // The default store shares the cache's clock, so a test clock drives both.
+  const store = options.store ?? memoryStore(options.clock ? { clock: options.clock } : {})
   if (typeof store?.get !== 'function' || typeof store.set !== 'function') {
     throw new CacheError('E_INVALID_OPTION', `store must implement the Store contract (got ${describe(store)})`)
   }
@@ -118,9 +135,11 @@ export function createCache(options: CacheOptions = {}): Cache {
   const metrics = new Metrics()
   const shared: Shared = {
     store,
-    getSync: store.getSync?.bind(store),
-    setSync: store.setSync?.bind(store),
-    clock: options.clock ?? Date.now,
+    ownsStore: options.store === undefined,
+    getIn: syncGetter(store),
+    setIn: syncSetter(store),
+    clock: options.clock ?? exactNow,
+    clockNear: options.clock ? () => (options.clock as () => number)() : nowNear,
     defaults: {
       ttl: parseDuration(options.ttl ?? '1h', 'ttl'),
       grace: parseDuration(options.grace ?? 0, 'grace'),
@@ -128,11 +147,12 @@ export function createCache(options: CacheOptions = {}): Cache {
       timeout: parseDuration(options.timeout ?? 0, 'timeout'),
       hardTimeout: parseOptionalDuration(options.hardTimeout, 'hardTimeout'),
       earlyRefresh: parseBeta(options.earlyRefresh),
+      tags: undefined,
     },
     maxKeyLength,
     metrics,
     flights: new Map(),
-    running: 0,
+    running: new Set(),
     log: [],
     closed: false,
     unsubscribe: noop,
@@ -181,9 +201,9 @@ export class Cache {
    * const user = await cache.get<User>('users:42')
    */
   async get<T = unknown>(key: string): Promise<T | undefined> {
-    const full = this.fullKey(key)
-    const entry = await this.read(full, key)
-    if (entry !== undefined && this.s.clock() < entry.freshUntil) {
+    this.checkKey(key)
+    const entry = await this.read(key)
+    if (entry !== undefined && this.s.clockNear(entry.freshUntil) < entry.freshUntil) {
       this.hit(key, false)
       return entry.value as T
     }
@@ -202,9 +222,9 @@ export class Cache {
     if (value === undefined) {
       throw new CacheError('E_INVALID_VALUE', `value for key ${describe(key)} is undefined; cache null instead`)
     }
-    const entry = this.makeEntry(value, options, undefined, undefined)
-    this.recordInvalidation({ kind: 'key', key: full })
-    await this.write(full, entry, key, true)
+    const entry = this.makeEntry(value, this.plan(options), undefined, undefined)
+    this.overtake({ kind: 'key', key: full })
+    await this.write(entry, key, true)
   }
 
   /**
@@ -217,40 +237,40 @@ export class Cache {
    * })
    */
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    let full: string
     try {
-      full = this.fullKey(key)
+      this.checkKey(key)
       if (typeof loader !== 'function') {
         throw new CacheError('E_INVALID_OPTION', `loader for key ${describe(key)} must be a function`)
       }
     } catch (err) {
       return Promise.reject(err)
     }
-    const getSync = this.s.getSync
-    if (getSync !== undefined) {
+    const getIn = this.s.getIn
+    if (getIn !== undefined) {
+      // The hot path: no promise, no joined key, no allocation until the answer itself.
       let entry: StoredEntry | undefined
       try {
-        entry = getSync(full)
+        entry = getIn(this.prefix, key)
       } catch (err) {
         this.error('get', err, key)
       }
-      return this.answer(key, full, entry, loader, options)
+      return this.answer(key, entry, loader, options)
     }
-    return this.read(full, key).then((entry) => this.answer(key, full, entry, loader, options))
+    return this.read(key).then((entry) => this.answer(key, entry, loader, options))
   }
 
   /** Fresh entry present? Counts nothing. */
   async has(key: string): Promise<boolean> {
-    const full = this.fullKey(key)
-    const entry = await this.read(full, key)
-    return entry !== undefined && this.s.clock() < entry.freshUntil
+    this.checkKey(key)
+    const entry = await this.read(key)
+    return entry !== undefined && this.s.clockNear(entry.freshUntil) < entry.freshUntil
   }
 
   /** Deletes one key; resolves to whether a live entry was there. */
   async delete(key: string): Promise<boolean> {
     const full = this.fullKey(key)
     this.checkOpen()
-    this.recordInvalidation({ kind: 'key', key: full })
+    this.overtake({ kind: 'key', key: full })
     const deleteSync = this.s.store.deleteSync
     const existed = deleteSync ? deleteSync.call(this.s.store, full) : await this.s.store.delete(full)
     this.s.metrics.deletes++
@@ -298,23 +318,29 @@ export class Cache {
         throw new CacheError('E_INVALID_VALUE', `value for key ${describe(item.key)} is undefined; cache null instead`)
       }
       const merged = { ...options, ...stripUndefined(item) }
-      return [full, this.makeEntry(item.value, merged, undefined, undefined), item.key]
+      return [full, this.makeEntry(item.value, this.plan(merged), undefined, undefined), item.key]
     })
-    for (const [full] of writes) this.recordInvalidation({ kind: 'key', key: full })
+    for (const [full] of writes) this.overtake({ kind: 'key', key: full })
     if (this.s.store.setMany) {
-      await this.s.store.setMany(writes.map(([full, entry]) => [full, entry] as const))
+      try {
+        await this.s.store.setMany(writes.map(([full, entry]) => [full, entry] as const))
+      } catch (err) {
+        // Some items may be stored, some not: the error says so, and none is counted as set.
+        this.error('setMany', err)
+        throw err
+      }
       this.s.metrics.sets += writes.length
       if (this.s.metrics.has('set'))
         for (const [, , key] of writes) this.s.metrics.emit('set', { key, namespace: this.namespaceName })
       return
     }
-    for (const [full, entry, key] of writes) await this.write(full, entry, key, true)
+    for (const [, entry, key] of writes) await this.write(entry, key, true)
   }
 
   /** Deletes several keys; resolves to how many live entries were dropped. */
   async deleteMany(keys: readonly string[]): Promise<number> {
     const fulls = this.fullKeys(keys)
-    for (const full of fulls) this.recordInvalidation({ kind: 'key', key: full })
+    for (const full of fulls) this.overtake({ kind: 'key', key: full })
     const store = this.s.store
     let count = 0
     if (store.deleteMany) count = await store.deleteMany(fulls)
@@ -341,7 +367,15 @@ export class Cache {
       throw new CacheError('E_INVALID_OPTION', 'wrap needs options.key: (...args) => string, to build each call’s key')
     }
     const { key, ...rest } = options
-    return (...args: A) => this.getOrSet<R>(key(...args), () => fn(...args), rest)
+    return (...args: A) => {
+      let built: string
+      try {
+        built = key(...args)
+      } catch (err) {
+        return Promise.reject(err)
+      }
+      return this.getOrSet<R>(built, () => fn(...args), rest)
+    }
   }
 
   /**
@@ -353,13 +387,13 @@ export class Cache {
   async invalidateTags(tags: readonly string[]): Promise<number> {
     this.checkOpen()
     if (!Array.isArray(tags)) throw new CacheError('E_INVALID_VALUE', `tags must be an array (got ${describe(tags)})`)
-    const full = tags.map((tag) => this.fullTag(tag))
+    const full = this.fullTags(tags)
     if (full.length === 0) return 0
     const store = this.s.store
     if (!store.deleteTagged) {
       throw new CacheError('E_UNSUPPORTED', `store '${store.name}' does not support tags (no deleteTagged)`)
     }
-    this.recordInvalidation({ kind: 'tags', tags: full })
+    this.overtake({ kind: 'tags', tags: full })
     return store.deleteTagged(full)
   }
 
@@ -379,8 +413,8 @@ export class Cache {
   /** Drops every key of this namespace and of its child namespaces; nothing outside it. */
   async clear(): Promise<void> {
     this.checkOpen()
-    this.recordInvalidation({ kind: 'prefix', prefix: this.prefix })
-    this.recordInvalidation({ kind: 'prefix', prefix: this.childPrefix })
+    this.overtake({ kind: 'prefix', prefix: this.prefix })
+    this.overtake({ kind: 'prefix', prefix: this.childPrefix })
     await this.s.store.clear(this.prefix)
     await this.s.store.clear(this.childPrefix)
   }
@@ -402,26 +436,32 @@ export class Cache {
   }
 
   /**
-   * Closes the cache: in-flight loaders are aborted (their callers get `E_CLOSED`), the store is closed, and later
-   * calls reject with `E_CLOSED`. Closing twice is harmless.
+   * Closes the cache (the root and every namespace of it): loaders still running are aborted (their callers get
+   * `E_CLOSED`), and later calls reject with `E_CLOSED`. The default memory store, which the cache made, is closed
+   * too; a store you passed in is yours to close, as other caches may share it. Closing twice is harmless.
    */
   async close(): Promise<void> {
-    if (this.s.closed) return
-    this.s.closed = true
-    this.s.unsubscribe()
+    const s = this.s
+    if (s.closed) return
+    s.closed = true
+    s.unsubscribe()
     const closed = new CacheError('E_CLOSED', 'the cache was closed while this loader ran')
-    for (const flight of this.s.flights.values()) flight.controller.abort(closed)
-    this.s.flights.clear()
-    await this.s.store.close?.()
+    for (const flight of [...s.running]) flight.controller.abort(closed)
+    s.flights.clear()
+    if (s.ownsStore) await s.store.close?.()
   }
 
   // ---- internals ----
 
-  private fullKey(key: string): string {
+  private checkKey(key: string): void {
     if (typeof key !== 'string' || key.length === 0 || key.length > this.s.maxKeyLength) {
       throw invalidKey(key, this.s.maxKeyLength)
     }
     if (this.s.closed) throw new CacheError('E_CLOSED', 'the cache is closed')
+  }
+
+  private fullKey(key: string): string {
+    this.checkKey(key)
     return this.prefix + key
   }
 
@@ -430,11 +470,14 @@ export class Cache {
     return keys.map((key) => this.fullKey(key))
   }
 
-  private fullTag(tag: string): string {
-    if (typeof tag !== 'string' || tag.length === 0 || tag.length > this.s.maxKeyLength) {
-      throw new CacheError('E_INVALID_VALUE', `tags must be non-empty strings (got ${describe(tag)})`)
-    }
-    return this.prefix + tag
+  private fullTags(tags: readonly string[]): string[] {
+    if (!Array.isArray(tags)) throw new CacheError('E_INVALID_VALUE', `tags must be an array (got ${describe(tags)})`)
+    return tags.map((tag) => {
+      if (typeof tag !== 'string' || tag.length === 0 || tag.length > this.s.maxKeyLength) {
+        throw new CacheError('E_INVALID_VALUE', `tags must be non-empty strings (got ${describe(tag)})`)
+      }
+      return this.prefix + tag
+    })
   }
 
   private checkOpen(): void {
@@ -442,10 +485,10 @@ export class Cache {
   }
 
   /** Reads one entry; a failing store counts as a miss (fail-open) and is reported as an error. */
-  private async read(full: string, key: string): Promise<StoredEntry | undefined> {
+  private async read(key: string): Promise<StoredEntry | undefined> {
     try {
-      const entry = this.s.getSync ? this.s.getSync(full) : await this.s.store.get(full)
-      if (entry !== undefined && this.s.clock() >= entry.staleUntil) return undefined
+      const entry = this.s.getIn ? this.s.getIn(this.prefix, key) : await this.s.store.get(this.prefix + key)
+      if (entry !== undefined && this.s.clockNear(entry.staleUntil) >= entry.staleUntil) return undefined
       return entry
     } catch (err) {
       this.error('get', err, key)
@@ -453,72 +496,110 @@ export class Cache {
     }
   }
 
+  /**
+   * Checks and resolves the per-call options once, before any loader runs: a bad option is a rejection of the call,
+   * never a loader started and then abandoned.
+   */
+  private plan(options: GetOrSetOptions | undefined): Plan {
+    const d = this.s.defaults
+    if (options === undefined) return d
+    if (options === null || typeof options !== 'object') {
+      throw new CacheError('E_INVALID_OPTION', `options must be an object (got ${describe(options)})`)
+    }
+    return {
+      ttl: options.ttl === undefined ? d.ttl : parseDuration(options.ttl, 'ttl'),
+      grace: options.grace === undefined ? d.grace : parseDuration(options.grace, 'grace'),
+      jitter: options.jitter === undefined ? d.jitter : checkJitter(options.jitter),
+      timeout: options.timeout === undefined ? d.timeout : parseDuration(options.timeout, 'timeout'),
+      hardTimeout:
+        options.hardTimeout === undefined ? d.hardTimeout : parseDuration(options.hardTimeout, 'hardTimeout'),
+      earlyRefresh: options.earlyRefresh === undefined ? d.earlyRefresh : parseBeta(options.earlyRefresh),
+      tags: options.tags === undefined ? undefined : this.fullTags(options.tags),
+    }
+  }
+
+  /** `entry` may be the store's reused view object: it is read before anything else runs. */
   private answer<T>(
     key: string,
-    full: string,
     entry: StoredEntry | undefined,
     loader: Loader<T>,
     options: GetOrSetOptions | undefined,
   ): Promise<T> {
     const s = this.s
-    if (entry !== undefined) {
-      const now = s.clock()
-      if (now < entry.freshUntil) {
-        this.hit(key, false)
-        const beta = options?.earlyRefresh === undefined ? s.defaults.earlyRefresh : parseBeta(options.earlyRefresh)
-        if (beta > 0 && !s.flights.has(full) && refreshEarly(entry, now, beta)) {
-          this.load(key, full, loader, options, entry, true).catch(noop)
-        }
-        return Promise.resolve(entry.value as T)
-      }
-      if (now < entry.staleUntil) return this.answerStale(key, full, entry, loader, options)
-    }
-    this.miss(key)
-    const flight = s.flights.get(full)
-    if (flight !== undefined) return flight.promise as Promise<T>
-    return this.load(key, full, loader, options, undefined, false)
-  }
-
-  /** Stale within grace: serve it (at once, or after the soft timeout) while one refresh runs. */
-  private answerStale<T>(
-    key: string,
-    full: string,
-    entry: StoredEntry,
-    loader: Loader<T>,
-    options: GetOrSetOptions | undefined,
-  ): Promise<T> {
-    const s = this.s
-    let timeout: number
     try {
-      timeout = options?.timeout === undefined ? s.defaults.timeout : parseDuration(options.timeout, 'timeout')
+      if (entry !== undefined) {
+        const now = s.clockNear(entry.freshUntil)
+        if (now < entry.freshUntil) {
+          const value = entry.value as T
+          // The fresh hit: options matter only for early refresh, so only that one is read here.
+          const beta = options?.earlyRefresh === undefined ? s.defaults.earlyRefresh : parseBeta(options.earlyRefresh)
+          if (beta > 0 && refreshEarly(entry, now, beta)) {
+            const full = this.prefix + key
+            if (!s.flights.has(full)) this.load(key, full, loader, this.plan(options), value, true).catch(noop)
+          }
+          this.hit(key, false)
+          return Promise.resolve(value)
+        }
+        if (now < entry.staleUntil) {
+          const stale = entry.value as T
+          return this.answerStale(key, this.prefix + key, stale, loader, this.plan(options))
+        }
+      }
+      const full = this.prefix + key
+      const plan = this.plan(options)
+      this.miss(key)
+      const flight = s.flights.get(full)
+      if (flight === undefined) return this.load(key, full, loader, plan, undefined, false)
+      // A caller with its own hard timeout gets it even when joining a load another caller started.
+      if (options?.hardTimeout === undefined) return flight.promise as Promise<T>
+      return this.join(key, flight.promise as Promise<T>, plan.hardTimeout)
     } catch (err) {
       return Promise.reject(err)
     }
-    const running = s.flights.get(full)
-    const refresh = (running?.promise as Promise<T> | undefined) ?? this.load(key, full, loader, options, entry, true)
-    const stale = entry.value as T
-    if (timeout <= 0) {
+  }
+
+  /** Waits for a shared load, at most `hardTimeout` ms; the load itself goes on for its other callers. */
+  private join<T>(key: string, shared: Promise<T>, hardTimeout: number | undefined): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = startTimer(() => reject(loaderTimeout(key, hardTimeout!)), hardTimeout)
+      shared.then(
+        (value) => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (err) => {
+          clearTimeout(timer)
+          reject(err)
+        },
+      )
+    })
+  }
+
+  /** Stale within grace: serve it (at once, or after the soft timeout) while one refresh runs. */
+  private answerStale<T>(key: string, full: string, stale: T, loader: Loader<T>, plan: Plan): Promise<T> {
+    const running = this.s.flights.get(full)
+    const refresh = (running?.promise as Promise<T> | undefined) ?? this.load(key, full, loader, plan, stale, true)
+    if (!(plan.timeout > 0)) {
       refresh.catch(noop)
       this.serveStale(key, 'grace')
       return Promise.resolve(stale)
     }
     return new Promise<T>((resolve) => {
-      const timer = setTimeout(() => {
-        this.serveStale(key, 'timeout')
-        resolve(stale)
-      }, timeout)
+      // One answer per call, and one count: whichever of the timer and the refresh comes first.
+      let settled = false
+      const settle = (value: T, reason: CacheEvents['stale']['reason'] | undefined) => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        if (reason === undefined) this.hit(key, false)
+        else this.serveStale(key, reason)
+        resolve(value)
+      }
+      const timer = startTimer(() => settle(stale, 'timeout'), plan.timeout)
       refresh.then(
-        (value) => {
-          clearTimeout(timer)
-          this.hit(key, false)
-          resolve(value)
-        },
-        () => {
-          // stale-if-error: the refresh failed (already counted and reported), the stale value still stands.
-          clearTimeout(timer)
-          this.serveStale(key, 'error')
-          resolve(stale)
-        },
+        (value) => settle(value, undefined),
+        // stale-if-error: the refresh failed (already counted and reported), the stale value still stands.
+        () => settle(stale, 'error'),
       )
     })
   }
@@ -528,32 +609,32 @@ export class Cache {
     key: string,
     full: string,
     loader: Loader<T>,
-    options: GetOrSetOptions | undefined,
-    stale: StoredEntry | undefined,
+    plan: Plan,
+    stale: T | undefined,
     background: boolean,
   ): Promise<T> {
     const s = this.s
-    let hardTimeout: number | undefined
-    try {
-      hardTimeout =
-        options?.hardTimeout === undefined ? s.defaults.hardTimeout : parseDuration(options.hardTimeout, 'hardTimeout')
-    } catch (err) {
-      return Promise.reject(err)
-    }
     const controller = new AbortController()
-    const ctx = new Context<T>(key, controller.signal, stale?.value as T | undefined)
+    const ctx = new Context<T>(key, controller.signal, stale)
     const started = performance.now()
     let timer: NodeJS.Timeout | undefined
+    const flight: Flight = {
+      full,
+      callTags: plan.tags,
+      prefix: this.prefix,
+      ctx: ctx as Context<unknown>,
+      promise: undefined as unknown as Promise<T>,
+      controller,
+      logStart: s.log.length,
+      overtaken: false,
+    }
 
     const run = new Promise<T>((resolve, reject) => {
       // Aborting (hard timeout, close) settles the callers at once, whether or not the loader honours the signal.
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true })
-      if (hardTimeout !== undefined) {
-        timer = setTimeout(() => {
-          controller.abort(
-            new CacheError('E_LOADER_TIMEOUT', `loader for key ${describe(key)} took over ${hardTimeout} ms`),
-          )
-        }, hardTimeout)
+      if (plan.hardTimeout !== undefined) {
+        const ms = plan.hardTimeout
+        timer = startTimer(() => controller.abort(loaderTimeout(key, ms)), ms)
       }
       try {
         Promise.resolve(loader(ctx)).then(resolve, (err) => reject(loaderError(key, err)))
@@ -562,38 +643,24 @@ export class Cache {
       }
     })
 
-    let callTags: string[] | undefined
-    try {
-      callTags = options?.tags?.map((tag) => this.fullTag(tag))
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    const flight: Flight = {
-      full,
-      callTags,
-      prefix: this.prefix,
-      ctx: ctx as Context<unknown>,
-      promise: undefined as unknown as Promise<T>,
-      controller,
-      logStart: s.log.length,
-    }
-    s.running++
     const finish = () => {
       if (timer !== undefined) clearTimeout(timer)
       if (s.flights.get(full) === flight) s.flights.delete(full)
-      // Count running loads, not map entries: a detached load still needs the log to learn it is outdated.
-      if (--s.running === 0) s.log.length = 0
+      s.running.delete(flight)
+      // The log serves running loads only: empty it with the last one, and keep it short while loads overlap.
+      if (s.running.size === 0) s.log.length = 0
+      else if (s.log.length > MAX_LOG) this.compactLog()
     }
     const promise = run.then(
       async (value) => {
         const durationMs = performance.now() - started
         this.loaded(key, durationMs, true, background)
-        if (value !== undefined && !ctx.skipped && !s.closed && !this.invalidatedSince(flight, full)) {
+        if (value !== undefined && !ctx.skipped && !s.closed && !this.invalidatedSince(flight)) {
           try {
-            const entry = this.makeEntry(value, options, ctx, durationMs)
-            if (!this.invalidatedSince(flight, full, entry.tags)) await this.write(full, entry, key, false)
+            const entry = this.makeEntry(value, plan, ctx, durationMs)
+            if (!this.invalidatedSince(flight, entry.tags)) await this.write(entry, key, false)
           } catch (err) {
-            // The value is good, only caching it failed (too large, store down): callers still get it.
+            // The value is good, only caching it failed (too large, bad ctx.ttl, store down): callers still get it.
             this.error('set', err, key)
           }
         }
@@ -611,40 +678,30 @@ export class Cache {
     promise.catch(noop)
     flight.promise = promise
     s.flights.set(full, flight)
+    s.running.add(flight)
     return promise
   }
 
+  /** An entry for `value`: the plan's ttl, grace, jitter and tags, overridden by what the loader set on `ctx`. */
   private makeEntry(
     value: unknown,
-    options: EntryOptions | undefined,
+    plan: Plan,
     ctx: Context<unknown> | undefined,
     cost: number | undefined,
   ): StoredEntry {
-    const d = this.s.defaults
-    const ttlInput = ctx?.ttl ?? options?.ttl
-    let ttl = ttlInput === undefined ? d.ttl : parseDuration(ttlInput, 'ttl')
-    const graceInput = ctx?.grace ?? options?.grace
-    const grace = graceInput === undefined ? d.grace : parseDuration(graceInput, 'grace')
-    const jitterInput = (options as GetOrSetOptions | undefined)?.jitter
-    const jitter = jitterInput === undefined ? d.jitter : checkJitter(jitterInput)
-    if (jitter > 0) ttl = Math.max(0, ttl * (1 + jitter * (Math.random() * 2 - 1)))
-    let tags: string[] | undefined
-    const callTags = options?.tags
-    const ctxTags = ctx?.tags
-    if ((callTags !== undefined && callTags.length > 0) || (ctxTags !== undefined && ctxTags.length > 0)) {
-      const all = new Set<string>()
-      for (const tag of callTags ?? []) all.add(this.fullTag(tag))
-      for (const tag of ctxTags ?? []) all.add(this.fullTag(tag))
-      tags = [...all]
-    }
+    let ttl = ctx?.ttl === undefined ? plan.ttl : parseDuration(ctx.ttl, 'ctx.ttl')
+    const grace = ctx?.grace === undefined ? plan.grace : parseDuration(ctx.grace, 'ctx.grace')
+    if (plan.jitter > 0) ttl = Math.max(0, ttl * (1 + plan.jitter * (Math.random() * 2 - 1)))
+    let tags = plan.tags
+    if (ctx !== undefined && ctx.tags.length > 0) tags = [...new Set([...(tags ?? []), ...this.fullTags(ctx.tags)])]
     const now = this.s.clock()
     return { value, createdAt: now, freshUntil: now + ttl, staleUntil: now + ttl + grace, tags, cost }
   }
 
-  private async write(full: string, entry: StoredEntry, key: string, rethrow: boolean): Promise<void> {
+  private async write(entry: StoredEntry, key: string, rethrow: boolean): Promise<void> {
     try {
-      if (this.s.setSync !== undefined) this.s.setSync(full, entry)
-      else await this.s.store.set(full, entry)
+      if (this.s.setIn !== undefined) this.s.setIn(this.prefix, key, entry)
+      else await this.s.store.set(this.prefix + key, entry)
     } catch (err) {
       this.error('set', err, key)
       if (rethrow) throw err
@@ -656,35 +713,62 @@ export class Cache {
 
   /**
    * A write or invalidation overtakes the loads of the keys it touches: their results (read before it) must not be
-   * cached, and callers arriving after it must not join them (read-your-writes), so they are detached from
-   * `flights` and logged. A detached load still answers the callers that joined it before the change.
+   * cached, and callers arriving after it must not join them (read-your-writes), so they are marked and detached
+   * from `flights`. A detached load still answers the callers that joined it before the change. Loads detached
+   * earlier are already marked, so only the current load of each key needs looking at.
    */
-  private recordInvalidation(record: Invalidation): void {
+  private overtake(invalidation: Invalidation): void {
     const s = this.s
     // Only running loads can be overtaken; with none, nothing needs remembering.
-    if (s.running === 0) return
-    s.log.push(record)
-    if (record.kind === 'key') {
-      s.flights.delete(record.key)
+    if (s.running.size === 0) return
+    if (invalidation.kind === 'key') {
+      const flight = s.flights.get(invalidation.key)
+      if (flight !== undefined) detach(s, flight)
       return
     }
-    for (const [full, flight] of s.flights) {
-      if (record.kind === 'prefix' ? full.startsWith(record.prefix) : flightHasTag(flight, record.tags)) {
-        s.flights.delete(full)
-      }
+    for (const flight of s.flights.values()) {
+      const hit =
+        invalidation.kind === 'prefix'
+          ? flight.full.startsWith(invalidation.prefix)
+          : flightHasTag(flight, invalidation.tags)
+      if (hit) detach(s, flight)
+    }
+    // A loader may push a tag on ctx.tags after this invalidation, for data it read before it: tag invalidations
+    // stay in the log until the loads that were running have finished.
+    if (invalidation.kind === 'tags') {
+      s.log.push(invalidation.tags)
+      if (s.log.length > 2 * MAX_LOG) this.compactLog()
     }
   }
 
-  /** Was `full` deleted, overwritten, cleared or tag-invalidated after this load started? Then its result is old. */
-  private invalidatedSince(flight: Flight, full: string, tags?: readonly string[]): boolean {
+  /** Was this load overtaken, or does one of its final tags appear in a tag invalidation since it started? */
+  private invalidatedSince(flight: Flight, tags?: readonly string[]): boolean {
+    if (flight.overtaken) return true
+    if (tags === undefined) return false
     const log = this.s.log
     for (let i = flight.logStart; i < log.length; i++) {
-      const record = log[i]!
-      if (record.kind === 'key' && record.key === full) return true
-      if (record.kind === 'prefix' && full.startsWith(record.prefix)) return true
-      if (record.kind === 'tags' && tags !== undefined && tags.some((tag) => record.tags.includes(tag))) return true
+      const invalidated = log[i]!
+      if (tags.some((tag) => invalidated.includes(tag))) return true
     }
     return false
+  }
+
+  /**
+   * Drops the log records no running load needs. A load that would pin more than MAX_LOG records is marked
+   * overtaken (its result will not be cached): a bounded log is worth one uncached result.
+   */
+  private compactLog(): void {
+    const s = this.s
+    const log = s.log
+    const cut = log.length - MAX_LOG
+    let keep = log.length
+    for (const flight of s.running) {
+      if (flight.logStart < cut) flight.overtaken = true
+      else if (!flight.overtaken && flight.logStart < keep) keep = flight.logStart
+    }
+    if (keep === 0) return
+    log.splice(0, keep)
+    for (const flight of s.running) flight.logStart = Math.max(0, flight.logStart - keep)
   }
 
   private hit(key: string, stale: boolean): void {
@@ -747,12 +831,39 @@ function encodeSegment(name: string): string {
   return /[%:.]/.test(name) ? name.replace(/[%:.]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : name
 }
 
+function detach(s: Shared, flight: Flight): void {
+  flight.overtaken = true
+  if (s.flights.get(flight.full) === flight) s.flights.delete(flight.full)
+}
+
+/** setTimeout, unless the delay is too long for a timer (then: none; the wait is effectively forever). */
+function startTimer(fn: () => void, ms: number | undefined): NodeJS.Timeout | undefined {
+  if (ms === undefined || ms > MAX_TIMER_MS) return undefined
+  return setTimeout(fn, ms)
+}
+
+function loaderTimeout(key: string, ms: number): CacheError {
+  return new CacheError('E_LOADER_TIMEOUT', `loader for key ${describe(key)} took over ${ms} ms`)
+}
+
 /** Tags a load is known to carry while it runs: the call's, and any the loader pushed already (namespaced late). */
 function flightHasTag(flight: Flight, tags: readonly string[]): boolean {
   if (flight.callTags?.some((tag) => tags.includes(tag))) return true
   if (flight.ctx.tags.length === 0) return false
   const prefix = flight.prefix
   return flight.ctx.tags.some((tag) => tags.includes(prefix + tag))
+}
+
+function syncGetter(store: Store): Shared['getIn'] {
+  if (store.getSyncIn) return store.getSyncIn.bind(store)
+  const getSync = store.getSync?.bind(store)
+  return getSync && ((space, key) => getSync(space + key))
+}
+
+function syncSetter(store: Store): Shared['setIn'] {
+  if (store.setSyncIn) return store.setSyncIn.bind(store)
+  const setSync = store.setSync?.bind(store)
+  return setSync && ((space, key, entry) => setSync(space + key, entry))
 }
 
 function invalidKey(key: unknown, max: number): CacheError {

@@ -17,8 +17,8 @@ export {
   fifo,
   LruPolicy,
   lru,
+  NO_SLOT,
   type PolicyFactory,
-  type PolicyNode,
 } from './stores/policy.js'
 export type {
   CacheEventName,

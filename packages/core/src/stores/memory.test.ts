@@ -3,7 +3,7 @@ import { CacheError, type CacheErrorCode } from '../errors.js'
 import { storeSuite } from '../testing/index.js'
 import type { StoredEntry, StoreRemovalReason } from '../types.js'
 import { estimateSize, type MemoryStore, type MemoryStoreOptions, memoryStore } from './memory.js'
-import { type EvictionPolicy, FifoPolicy, LruPolicy, type PolicyNode } from './policy.js'
+import { type EvictionPolicy, FifoPolicy, LruPolicy, NO_SLOT } from './policy.js'
 
 storeSuite('memoryStore (conformance)', {
   create: () => memoryStore(),
@@ -157,32 +157,36 @@ describe('memoryStore: eviction policy', () => {
     expect(store.getSync('a')?.value).toBe(60)
   })
 
-  it('uses a custom policy factory, with the store capacity', () => {
+  it('uses a custom policy factory, with the initial slot count min(1024, maxEntries)', () => {
     const calls: string[] = []
     const capacities: number[] = []
     // Most recently used goes first: the opposite of LRU, so the outcome shows that this policy decided.
     class MruPolicy implements EvictionPolicy {
       readonly name = 'mru'
-      private order: PolicyNode[] = []
-      insert(node: PolicyNode): void {
-        calls.push(`insert ${node.key}`)
-        this.order.push(node)
+      private order: number[] = []
+      grow(capacity: number): void {
+        calls.push(`grow ${capacity}`)
       }
-      touch(node: PolicyNode): void {
-        calls.push(`touch ${node.key}`)
-        this.remove(node)
-        this.order.push(node)
+      insert(slot: number): void {
+        calls.push(`insert ${slot}`)
+        this.order.push(slot)
       }
-      update(node: PolicyNode): void {
-        this.touch(node)
+      touch(slot: number): void {
+        calls.push(`touch ${slot}`)
+        this.order = this.order.filter((s) => s !== slot)
+        this.order.push(slot)
       }
-      remove(node: PolicyNode): void {
-        this.order = this.order.filter((n) => n !== node)
+      update(slot: number): void {
+        this.touch(slot)
       }
-      victim(): PolicyNode | undefined {
-        return this.order.at(-1)
+      remove(slot: number): void {
+        calls.push(`remove ${slot}`)
+        this.order = this.order.filter((s) => s !== slot)
       }
-      *[Symbol.iterator](): Iterator<PolicyNode> {
+      victim(): number {
+        return this.order.at(-1) ?? NO_SLOT
+      }
+      *slots(): IterableIterator<number> {
         yield* [...this.order].reverse()
       }
       clear(): void {
@@ -201,34 +205,96 @@ describe('memoryStore: eviction policy', () => {
     store.getSync('a')
     store.setSync('c', live(3))
     expect(capacities).toEqual([2])
-    // 'c' is the most recent when the bound is crossed, but the entry being written is never its own victim: the
-    // next one in the policy's order ('a', read last) goes.
+    // The bound is crossed before 'c' goes in, so the policy's victim is 'a' (read last); 'c' takes its slot.
     expect(present(store, ['a', 'b', 'c'])).toEqual(['b', 'c'])
     expect(store.stats()).toMatchObject({ size: 2, evictions: 1 })
-    expect(calls).toEqual(['insert a', 'insert b', 'touch a', 'insert c'])
+    expect(calls).toEqual(['insert 0', 'insert 1', 'touch 0', 'remove 0', 'insert 0'])
+    expect(store.getSync('c')?.value).toBe(3)
+    expect(calls.at(-1)).toBe('touch 0')
   })
 
-  it('a factory gets Infinity as capacity when only bytes bound the store', () => {
+  it('a factory gets 1024 slots at most, and is told to grow() before a slot beyond them is used', () => {
     const capacities: number[] = []
-    make({
-      maxBytes: 1000,
+    const grown: number[] = []
+    let outOfRange = 0
+    class Watched extends FifoPolicy {
+      private capacity: number
+      constructor(capacity: number) {
+        super(capacity)
+        this.capacity = capacity
+      }
+      override grow(capacity: number): void {
+        expect(capacity).toBeGreaterThan(this.capacity)
+        grown.push(capacity)
+        this.capacity = capacity
+        super.grow(capacity)
+      }
+      override insert(slot: number): void {
+        if (!(slot >= 0 && slot < this.capacity)) outOfRange++
+        super.insert(slot)
+      }
+    }
+    const store = make({
+      maxEntries: 5000,
       policy: (capacity) => {
         capacities.push(capacity)
-        return new FifoPolicy()
+        return new Watched(capacity)
       },
     })
-    expect(capacities).toEqual([Number.POSITIVE_INFINITY])
+    expect(capacities).toEqual([1024])
+    const now = Date.now()
+    for (let i = 0; i < 1024; i++) store.setSync(`k${i}`, live(i, now))
+    expect(grown).toEqual([])
+    store.setSync('k1024', live(1024, now))
+    expect(grown).toHaveLength(1)
+    for (let i = 1025; i < 6000; i++) store.setSync(`k${i}`, live(i, now))
+    expect(outOfRange).toBe(0)
+    // Never more slots than maxEntries: the store evicts and reuses beyond it.
+    expect(grown.at(-1)).toBe(5000)
+    expect(store.stats()).toMatchObject({ size: 5000, evictions: 1000 })
+    expect(store.getSync('k999')).toBeUndefined()
+    expect(store.getSync('k1000')?.value).toBe(1000)
+    expect(store.getSync('k5999')?.value).toBe(5999)
+  })
+
+  it('a factory gets 1024 slots when only bytes bound the store, and grows past them', () => {
+    const capacities: number[] = []
+    const grown: number[] = []
+    class Watched extends FifoPolicy {
+      override grow(capacity: number): void {
+        grown.push(capacity)
+        super.grow(capacity)
+      }
+    }
+    const store = make({
+      maxBytes: 1_000_000,
+      sizeOf: () => 1,
+      policy: (capacity) => {
+        capacities.push(capacity)
+        return new Watched(capacity)
+      },
+    })
+    expect(capacities).toEqual([1024])
+    for (let i = 0; i < 3000; i++) store.setSync(`k${i}`, live(i))
+    expect(grown.length).toBeGreaterThan(0)
+    expect(grown.every(Number.isFinite)).toBe(true)
+    expect(grown.at(-1)).toBeGreaterThanOrEqual(3000)
+    expect(store.stats()).toMatchObject({ size: 3000, bytes: 3000, evictions: 0 })
+    expect(store.getSync('k0')?.value).toBe(0)
+    expect(store.getSync('k2999')?.value).toBe(2999)
   })
 
   it("a policy's admit() can refuse a newcomer: the victim stays, nothing is evicted", () => {
-    const asked: [string, string][] = []
+    const asked: [string, number][] = []
     class Picky extends LruPolicy implements EvictionPolicy {
-      admit(key: string, victim: PolicyNode): boolean {
-        asked.push([key, victim.key])
+      admit(key: string, victim: number): boolean {
+        // The slot offered is the one victim() names.
+        expect(victim).toBe(this.victim())
+        asked.push([key, victim])
         return key.startsWith('vip')
       }
     }
-    const store = make({ maxEntries: 2, policy: () => new Picky() })
+    const store = make({ maxEntries: 2, policy: (capacity) => new Picky(capacity) })
     const removals = recordRemovals(store)
     store.setSync('a', live(1))
     store.setSync('b', live(2))
@@ -237,9 +303,10 @@ describe('memoryStore: eviction policy', () => {
     expect(store.stats()).toMatchObject({ size: 2, evictions: 0 })
     store.setSync('vip', live(4))
     expect(present(store, ['a', 'b', 'vip'])).toEqual(['b', 'vip'])
+    // 'a' went in first, into slot 0 of a fresh store, and stayed the victim.
     expect(asked).toEqual([
-      ['c', 'a'],
-      ['vip', 'a'],
+      ['c', 0],
+      ['vip', 0],
     ])
     expect(removals).toEqual([['evict', 'a']])
     // Rewriting a key already present is not an admission.
@@ -609,6 +676,328 @@ describe('memoryStore: tags', () => {
     store.setSync('a', live(1, Date.now(), { tags: [] }))
     expect(store.getSync('a')?.tags).toBeUndefined()
     expect(await store.deleteTagged([])).toBe(0)
+  })
+})
+
+/** The fields of an entry, read one by one (a shared view has getters, not own properties). */
+function fieldsOf(entry: StoredEntry | undefined) {
+  if (entry === undefined) return undefined
+  const { value, createdAt, freshUntil, staleUntil, tags, cost } = entry
+  return { value, createdAt, freshUntil, staleUntil, tags, cost }
+}
+
+/** Spins without yielding to the event loop until `ms` have passed on the system clock. */
+function busyWait(ms: number): void {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    // Nothing: no timer can run, so the shared coarse reading stays where it was.
+  }
+}
+
+describe('memoryStore: slots', () => {
+  it('grows past its first 1024 slots: 5 000 entries under maxEntries 10 000 are all kept and readable', () => {
+    const store = make({ maxEntries: 10_000 })
+    const now = Date.now()
+    for (let i = 0; i < 5000; i++) {
+      store.setSync(`k${i}`, live(i, now, { cost: i, tags: [`t${i % 7}`] }))
+    }
+    expect(store.stats()).toMatchObject({ size: 5000, evictions: 0, expirations: 0 })
+    for (let i = 0; i < 5000; i++) {
+      const entry = store.getSync(`k${i}`)
+      expect(entry?.value).toBe(i)
+      expect(entry?.cost).toBe(i)
+      expect(entry?.staleUntil).toBe(now + HOUR)
+      expect(entry?.tags).toEqual([`t${i % 7}`])
+    }
+  })
+
+  it('entries written before a growth keep every field (the columns are copied, not reset)', () => {
+    const store = make({ maxEntries: 3000 })
+    const now = Date.now()
+    store.setSync('first', live('v', now, { freshUntil: now + 5, staleUntil: now + HOUR + 7, cost: 2.5, tags: ['x'] }))
+    for (let i = 0; i < 2500; i++) store.setSync(`k${i}`, live(i, now))
+    expect(fieldsOf(store.getSync('first'))).toEqual({
+      value: 'v',
+      createdAt: now,
+      freshUntil: now + 5,
+      staleUntil: now + HOUR + 7,
+      tags: ['x'],
+      cost: 2.5,
+    })
+  })
+
+  it('reuses the slots of deleted entries: sizes, presence and LRU order stay right', async () => {
+    const store = make({ maxEntries: 2000 })
+    const removals = recordRemovals(store)
+    const now = Date.now()
+    const old = Array.from({ length: 2000 }, (_, i) => `k${i}`)
+    for (const k of old) store.setSync(k, live(k, now, { cost: 1, tags: ['old'] }))
+    // Delete every other entry (1 000 of them), scattered over the slots.
+    const deleted = old.filter((_, i) => i % 2 === 0)
+    const kept = old.filter((_, i) => i % 2 === 1)
+    for (const k of deleted) expect(store.deleteSync(k)).toBe(true)
+    expect(store.stats()).toMatchObject({ size: 1000, evictions: 0 })
+
+    const fresh = Array.from({ length: 1000 }, (_, i) => `n${i}`)
+    for (const k of fresh) store.setSync(k, live(k, now))
+    expect(store.stats()).toMatchObject({ size: 2000, evictions: 0 })
+    expect(present(store, deleted)).toEqual([])
+    expect(present(store, kept)).toEqual(kept)
+    expect(present(store, fresh)).toEqual(fresh)
+    // A reused slot carries nothing of its former entry.
+    for (const k of fresh) {
+      const entry = store.peek(k)
+      expect(entry?.value).toBe(k)
+      expect(entry?.tags).toBeUndefined()
+      expect(entry?.cost).toBeUndefined()
+    }
+    expect(await store.deleteTagged(['old'])).toBe(1000)
+    expect(store.stats().size).toBe(1000)
+    for (const k of kept) store.setSync(k, live(k, now))
+
+    // LRU order: the surviving old keys (now rewritten) after the new ones; a read moves one to the end.
+    expect(store.getSync('n0')?.value).toBe('n0')
+    for (let i = 0; i < 1002; i++) store.setSync(`x${i}`, live(i, now))
+    expect(removals.map(([, key]) => key)).toEqual([...fresh.slice(1), ...kept.slice(0, 3)])
+    expect(removals.every(([reason]) => reason === 'evict')).toBe(true)
+    expect(store.getSync('n0')?.value).toBe('n0')
+    expect(store.stats()).toMatchObject({ size: 2000, evictions: 1002 })
+  })
+
+  it('after clear(), slots start over and the store still grows and evicts in order', async () => {
+    const store = make({ maxEntries: 1500 })
+    const now = Date.now()
+    for (let i = 0; i < 1500; i++) store.setSync(`a${i}`, live(i, now))
+    await store.clear()
+    expect(store.stats()).toMatchObject({ size: 0, bytes: 0 })
+    const removals = recordRemovals(store)
+    for (let i = 0; i < 1501; i++) store.setSync(`b${i}`, live(i, now))
+    expect(store.stats()).toMatchObject({ size: 1500 })
+    expect(removals).toEqual([['evict', 'b0']])
+    expect(store.getSync('a5')).toBeUndefined()
+    expect(store.getSync('b1500')?.value).toBe(1500)
+  })
+})
+
+describe('memoryStore: the space -> key index', () => {
+  // Keys that split into spaces differently; a lossy index would mix some of them up.
+  const keys = [
+    '',
+    'plain',
+    ':',
+    '::',
+    ':lead',
+    ':a:b',
+    'a',
+    'a:',
+    'a::',
+    'a:b',
+    'a:b:',
+    'a::b',
+    'a:bc',
+    'a:b:c',
+    'ab',
+    'ab:',
+    'ab:c',
+    'abc',
+  ]
+
+  it('keeps every key apart, whether it has no ":", a leading ":" or several', () => {
+    const store = make()
+    for (const [i, k] of keys.entries()) store.setSync(k, live(i))
+    expect(store.stats().size).toBe(keys.length)
+    for (const [i, k] of keys.entries()) expect(store.getSync(k)?.value).toBe(i)
+    // Deleting one leaves its neighbours in the same and other spaces alone.
+    expect(store.deleteSync('a:b')).toBe(true)
+    expect(store.deleteSync('a:b')).toBe(false)
+    for (const [i, k] of keys.entries()) expect(store.getSync(k)?.value).toBe(k === 'a:b' ? undefined : i)
+    expect(store.stats().size).toBe(keys.length - 1)
+  })
+
+  it('getSyncIn(space, key) finds what setSync(space + key) stored, and the other way round', () => {
+    const store = make()
+    for (const [i, k] of keys.entries()) store.setSync(k, live(i))
+    for (const k of keys) {
+      const cut = k.indexOf(':') + 1
+      expect(fieldsOf(store.getSyncIn(k.slice(0, cut), k.slice(cut)))).toEqual(fieldsOf(store.getSync(k)))
+    }
+    expect(store.getSyncIn('a:', 'b:c')?.value).toBe(keys.indexOf('a:b:c'))
+    expect(store.getSyncIn('', 'plain')?.value).toBe(keys.indexOf('plain'))
+    expect(store.getSyncIn(':', 'lead')?.value).toBe(keys.indexOf(':lead'))
+    expect(store.getSyncIn(':', '')?.value).toBe(keys.indexOf(':'))
+    expect(store.getSyncIn('', '')?.value).toBe(keys.indexOf(''))
+
+    store.setSyncIn('a:', 'b:c', live('in'))
+    expect(store.getSync('a:b:c')?.value).toBe('in')
+    store.setSyncIn('', 'plain', live('in2'))
+    expect(store.getSync('plain')?.value).toBe('in2')
+    expect(store.stats().size).toBe(keys.length)
+  })
+
+  it('a miss in one space is a miss, whichever space was looked at before', () => {
+    const store = make()
+    store.setSync('a:x', live(1))
+    store.setSync('b:x', live(2))
+    expect(store.getSyncIn('a:', 'x')?.value).toBe(1)
+    expect(store.getSyncIn('c:', 'x')).toBeUndefined()
+    expect(store.getSyncIn('b:', 'x')?.value).toBe(2)
+    expect(store.getSyncIn('c:', 'x')).toBeUndefined()
+    // A space emptied and filled again.
+    expect(store.deleteSync('a:x')).toBe(true)
+    expect(store.getSyncIn('a:', 'x')).toBeUndefined()
+    store.setSyncIn('a:', 'x', live(3))
+    expect(store.getSyncIn('a:', 'x')?.value).toBe(3)
+    expect(store.getSync('a:x')?.value).toBe(3)
+    store.setSyncIn('c:', 'x', live(4))
+    expect(store.getSyncIn('c:', 'x')?.value).toBe(4)
+    expect(store.stats().size).toBe(3)
+  })
+
+  it('onRemove reports the whole key, space included', () => {
+    const clock = fakeClock()
+    const store = make({ clock: clock.read, maxEntries: 2 })
+    const removals = recordRemovals(store)
+    store.setSync(':lead', live(1, clock.now))
+    store.setSync('a:b:c', live(2, clock.now, { staleUntil: clock.now + 10 }))
+    store.setSync('plain', live(3, clock.now))
+    clock.now += 10
+    expect(store.getSyncIn('a:', 'b:c')).toBeUndefined()
+    expect(removals).toEqual([
+      ['evict', ':lead'],
+      ['expire', 'a:b:c'],
+    ])
+    store.setSync('x:y', live(4, clock.now, { staleUntil: clock.now + 10 }))
+    clock.now += 10
+    expect(store.sweep()).toBe(1)
+    expect(removals.at(-1)).toEqual(['expire', 'x:y'])
+  })
+
+  describe('clear(prefix) across spaces', () => {
+    const cases: [string, string | undefined][] = [
+      ['shorter than a space', 'a'],
+      ['exactly a space', 'a:'],
+      ['longer than a space', 'a:b'],
+      ['a space and a key', 'a:b:'],
+      ['in the space without ":"', 'pl'],
+      ['that is ":"', ':'],
+      ['matching nothing', 'zz'],
+      ['empty (everything)', ''],
+      ['undefined (everything)', undefined],
+    ]
+    for (const [label, prefix] of cases) {
+      it(`prefix ${label}: ${JSON.stringify(prefix)}`, async () => {
+        const store = make({ maxEntries: keys.length })
+        for (const [i, k] of keys.entries()) store.setSync(k, live(i, Date.now(), { tags: ['all'] }))
+        await store.clear(prefix)
+        const survivors = prefix === undefined ? [] : keys.filter((k) => !k.startsWith(prefix))
+        expect(present(store, keys)).toEqual(survivors)
+        expect(store.stats().size).toBe(survivors.length)
+        for (const [i, k] of keys.entries()) expect(store.getSync(k)?.value).toBe(survivors.includes(k) ? i : undefined)
+
+        // The policy and the tag index forgot the cleared entries too: refilling evicts exactly one survivor, the
+        // oldest, and the tag still finds every survivor.
+        const removals = recordRemovals(store)
+        const refill = keys.length - survivors.length + 1
+        for (let i = 0; i < refill; i++) store.setSync(`new:${i}`, live(i))
+        expect(store.stats().size).toBe(keys.length)
+        expect(removals).toEqual(survivors.length > 0 ? [['evict', survivors[0]]] : [['evict', 'new:0']])
+        expect(await store.deleteTagged(['all'])).toBe(Math.max(0, survivors.length - 1))
+      })
+    }
+  })
+})
+
+describe('memoryStore: what reads return', () => {
+  it('getSyncIn returns one shared view: the next call overwrites the previous result (read it at once)', () => {
+    const store = make()
+    const now = Date.now()
+    store.setSync('a:1', live('one', now, { cost: 1, tags: ['t1'] }))
+    store.setSync('b:2', live('two', now + 1, { cost: 2 }))
+    const first = store.getSyncIn('a:', '1')
+    expect(first?.value).toBe('one')
+    expect(first?.cost).toBe(1)
+    expect(first?.tags).toEqual(['t1'])
+    const second = store.getSyncIn('b:', '2')
+    // The same object, now showing the second entry.
+    expect(second).toBe(first)
+    expect(fieldsOf(first)).toEqual(fieldsOf(store.peek('b:2')))
+    expect(first?.value).toBe('two')
+    expect(first?.createdAt).toBe(now + 1)
+    expect(first?.tags).toBeUndefined()
+  })
+
+  it('getSync returns an independent copy that later reads and writes do not change', () => {
+    const store = make()
+    const now = Date.now()
+    store.setSync('a:1', live('one', now, { cost: 1, tags: ['t1'] }))
+    store.setSync('b:2', live('two', now + 1, { cost: 2 }))
+    const first = store.getSync('a:1')
+    const second = store.getSync('b:2')
+    expect(second).not.toBe(first)
+    store.getSyncIn('b:', '2')
+    store.setSync('a:1', live('changed', now + 2))
+    expect(first).toEqual({
+      value: 'one',
+      createdAt: now,
+      freshUntil: now + HOUR,
+      staleUntil: now + HOUR,
+      tags: ['t1'],
+      cost: 1,
+    })
+    expect(second?.value).toBe('two')
+    expect(store.getSync('a:1')?.value).toBe('changed')
+  })
+
+  it('cost round-trips: a number, 0 and undefined, through every read, and is reset by a rewrite', () => {
+    const store = make()
+    store.setSync('s:zero', live(0, Date.now(), { cost: 0 }))
+    store.setSync('s:none', live(1))
+    store.setSync('s:some', live(2, Date.now(), { cost: 12.5 }))
+    store.setSync('s:undef', live(3, Date.now(), { cost: undefined }))
+    const expected: [string, number | undefined][] = [
+      ['zero', 0],
+      ['none', undefined],
+      ['some', 12.5],
+      ['undef', undefined],
+    ]
+    for (const [key, cost] of expected) {
+      expect(store.getSync(`s:${key}`)?.cost).toBe(cost)
+      expect(store.getSyncIn('s:', key)?.cost).toBe(cost)
+      expect(store.peek(`s:${key}`)?.cost).toBe(cost)
+    }
+    store.setSync('s:some', live(4))
+    expect(store.getSync('s:some')?.cost).toBeUndefined()
+    store.setSync('s:some', live(5, Date.now(), { cost: 0 }))
+    expect(store.getSyncIn('s:', 'some')?.cost).toBe(0)
+  })
+})
+
+describe('memoryStore: the default clock near a deadline', () => {
+  it('an entry whose staleUntil passes during synchronous work is not returned (no event-loop turn)', () => {
+    const store = make()
+    const start = Date.now()
+    store.setSync('near', live('n', start, { staleUntil: start + 3 }))
+    store.setSync('ns:near', live('n', start, { staleUntil: start + 3 }))
+    store.setSync('far', live('f', start))
+    // Reading a far-off entry takes the shared coarse reading, which no timer can refresh during the busy-wait.
+    expect(store.getSync('far')?.value).toBe('f')
+    busyWait(5)
+    expect(Date.now()).toBeGreaterThan(start + 3)
+    expect(store.getSync('near')).toBeUndefined()
+    expect(store.getSyncIn('ns:', 'near')).toBeUndefined()
+    expect(store.getSync('far')?.value).toBe('f')
+    expect(store.stats()).toMatchObject({ size: 1, expirations: 2 })
+  })
+
+  it('setSync with a staleUntil that passed during synchronous work stores nothing', () => {
+    const store = make()
+    const start = Date.now()
+    store.setSync('far', live('f', start))
+    store.getSync('far')
+    busyWait(5)
+    store.setSync('gone', live('g', start, { staleUntil: start + 3 }))
+    expect(store.peek('gone')).toBeUndefined()
+    expect(store.stats().size).toBe(1)
   })
 })
 

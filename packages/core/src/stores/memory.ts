@@ -1,7 +1,8 @@
+import { coarseNow, exactNow, nowNear } from '../clock.js'
 import { type Duration, parseDuration } from '../duration.js'
 import { CacheError, describe } from '../errors.js'
 import type { Store, StoredEntry, StoreListener, StoreRemovalReason, StoreStats } from '../types.js'
-import { type EvictionPolicy, fifo, lru, type PolicyFactory, type PolicyNode } from './policy.js'
+import { type EvictionPolicy, fifo, lru, NO_SLOT, type PolicyFactory } from './policy.js'
 
 export interface MemoryStoreOptions {
   /** Most entries kept; the least valuable is evicted beyond it. Default 10 000 when `maxBytes` is not set. */
@@ -24,27 +25,41 @@ export interface MemoryStoreOptions {
   sweepInterval?: Duration | false
   /** Name in stats and events. Default 'memory'. */
   name?: string
-  /** Time source (ms since epoch); tests pass a fake one. Default `Date.now`. */
+  /** Time source (ms since epoch); tests pass a fake one. Default: the system clock, read at most once per ms. */
   clock?: () => number
 }
 
 const DEFAULT_MAX_ENTRIES = 10_000
 const SWEEP_SLICE = 10_000
+const INITIAL_SLOTS = 1024
+const EMPTY = new Map<string, number>()
 
-/** One entry: the stored fields plus the policy's links, in one object so a hit allocates nothing. */
-class Node implements PolicyNode, StoredEntry {
-  prev: PolicyNode | undefined = undefined
-  next: PolicyNode | undefined = undefined
-  constructor(
-    readonly key: string,
-    public value: unknown,
-    public createdAt: number,
-    public freshUntil: number,
-    public staleUntil: number,
-    public tags: readonly string[] | undefined,
-    public cost: number | undefined,
-    public size: number,
-  ) {}
+/**
+ * What the cache's hot path reads: a window on one slot of the store's columns. One object per store, pointed at
+ * another slot by every `getSyncIn`, so a hit allocates nothing and copies nothing.
+ */
+class EntryView implements StoredEntry {
+  slot = 0
+  constructor(private readonly store: MemoryStore) {}
+  get value(): unknown {
+    return this.store.values[this.slot]
+  }
+  get createdAt(): number {
+    return this.store.created[this.slot]!
+  }
+  get freshUntil(): number {
+    return this.store.fresh[this.slot]!
+  }
+  get staleUntil(): number {
+    return this.store.stale[this.slot]!
+  }
+  get tags(): readonly string[] | undefined {
+    return this.store.tagsOf[this.slot]
+  }
+  get cost(): number | undefined {
+    const cost = this.store.costs[this.slot]!
+    return Number.isNaN(cost) ? undefined : cost
+  }
 }
 
 /**
@@ -58,22 +73,61 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   return new MemoryStore(options)
 }
 
+/**
+ * Entries live in numbered slots: one column per field (typed arrays for the numbers), a free list, and a two-level
+ * index `space -> key -> slot`, where `space` is the key up to its first ':' (the cache's namespace). The split
+ * lets the cache look up `(namespace, key)` without building the joined string on every hit, and it is lossless for
+ * any key, so the plain `get(key)` API works the same.
+ */
 export class MemoryStore implements Store {
   readonly name: string
   readonly maxEntries: number
   readonly maxBytes: number
   readonly maxEntrySize: number
-  private readonly map = new Map<string, Node>()
+  private readonly index = new Map<string, Map<string, number>>()
   private readonly policy: EvictionPolicy
   private readonly sizeOf: ((value: unknown, key: string) => number) | undefined
+  /** Exact time, for writes, sweeps and deletes. */
   private readonly clock: () => number
-  private readonly tagIndex = new Map<string, Set<Node>>()
+  /** The `clock` option, if any; without it the hot path calls `nowNear` directly (see clock.ts). */
+  private readonly userClock: (() => number) | undefined
+  /** Rough time, only to tell an expiration from an eviction in the counters. */
+  private readonly clockRough: () => number
+  private readonly tagIndex = new Map<string, Set<number>>()
   private listeners: readonly StoreListener[] = []
+  private readonly view = new EntryView(this)
+  private lastSpace: string | undefined = undefined
+  private lastKeys: Map<string, number> = EMPTY
+
+  // Columns, indexed by slot. `keys[slot] === undefined` marks a free slot.
+  /** @internal */
+  keys: (string | undefined)[] = []
+  /** @internal */
+  spaces: string[] = []
+  /** @internal */
+  values: unknown[] = []
+  /** @internal */
+  created: Float64Array
+  /** @internal */
+  fresh: Float64Array
+  /** @internal */
+  stale: Float64Array
+  /** @internal */
+  costs: Float64Array
+  /** @internal */
+  sizes: Float64Array
+  /** @internal */
+  tagsOf: (readonly string[] | undefined)[] = []
+  private free: number[] = []
+  /** Slots `0 .. used - 1` have been handed out at least once. */
+  private used = 0
+  private count = 0
+
   private bytes = 0
   private evictions = 0
   private expirations = 0
   private sweepTimer: NodeJS.Timeout | undefined
-  private sweepCursor: Iterator<Node> | undefined
+  private sweepCursor = 0
 
   constructor(options: MemoryStoreOptions = {}) {
     this.name = options.name ?? 'memory'
@@ -86,11 +140,21 @@ export class MemoryStore implements Store {
     this.maxEntrySize = Math.min(maxEntrySize ?? Number.POSITIVE_INFINITY, this.maxBytes)
     const sized = options.sizeOf !== undefined || maxBytes !== undefined || maxEntrySize !== undefined
     this.sizeOf = sized ? (options.sizeOf ?? estimateSize) : undefined
-    this.clock = options.clock ?? Date.now
+    const clock = options.clock
+    this.clock = clock ?? exactNow
+    this.userClock = clock
+    this.clockRough = clock ?? coarseNow
+
+    const slots = Math.ceil(Math.min(INITIAL_SLOTS, maxEntries))
+    this.created = new Float64Array(slots)
+    this.fresh = new Float64Array(slots)
+    this.stale = new Float64Array(slots)
+    this.costs = new Float64Array(slots)
+    this.sizes = new Float64Array(slots)
     const policy = options.policy ?? 'lru'
-    if (policy === 'lru') this.policy = lru(maxEntries)
-    else if (policy === 'fifo') this.policy = fifo(maxEntries)
-    else if (typeof policy === 'function') this.policy = policy(maxEntries)
+    if (policy === 'lru') this.policy = lru(slots)
+    else if (policy === 'fifo') this.policy = fifo(slots)
+    else if (typeof policy === 'function') this.policy = policy(slots)
     else throw new CacheError('E_INVALID_OPTION', `policy must be 'lru', 'fifo' or a factory (got ${describe(policy)})`)
 
     const sweep = options.sweepInterval ?? '30s'
@@ -103,85 +167,108 @@ export class MemoryStore implements Store {
     }
   }
 
-  getSync(key: string): StoredEntry | undefined {
-    const node = this.map.get(key)
-    if (node === undefined) return undefined
-    if (node.staleUntil <= this.clock()) {
-      this.removeNode(node, 'expire')
-      return undefined
-    }
-    this.policy.touch(node)
-    return node
+  /**
+   * The cache's hot path: the live entry of `space + key`, where `space` is everything up to and including the first
+   * ':' of the joined key (or '' when it has none). The returned object is shared and overwritten by the next call:
+   * read it at once.
+   */
+  getSyncIn(space: string, key: string): StoredEntry | undefined {
+    const slot = this.live(space, key)
+    if (slot === NO_SLOT) return undefined
+    this.view.slot = slot
+    return this.view
   }
 
-  /** Reads without touching the policy or expiring anything (for inspection and tests). */
-  peek(key: string): StoredEntry | undefined {
-    return this.map.get(key)
-  }
-
-  setSync(key: string, entry: StoredEntry): void {
-    const existing = this.map.get(key)
-    if (entry.staleUntil <= this.clock()) {
+  /** Same as `setSync(space + key, entry)`; see `getSyncIn` for `space`. */
+  setSyncIn(space: string, key: string, entry: StoredEntry): void {
+    let slot = this.keysIn(space).get(key)
+    const staleUntil = entry.staleUntil
+    if (staleUntil <= (this.userClock === undefined ? nowNear(staleUntil) : this.userClock())) {
       // Already gone: storing it would only take the place of something live.
-      if (existing) this.removeNode(existing, undefined)
+      if (slot !== undefined) this.removeSlot(slot, undefined)
       return
     }
     let size = 0
     if (this.sizeOf !== undefined) {
-      size = this.sizeOf(entry.value, key)
+      size = this.sizeOf(entry.value, space + key)
       if (!(size >= 0) || !Number.isFinite(size)) {
-        throw new CacheError('E_INVALID_OPTION', `sizeOf returned ${describe(size)} for key ${describe(key)}`)
+        throw new CacheError('E_INVALID_OPTION', `sizeOf returned ${describe(size)} for key ${describe(space + key)}`)
       }
       if (size > this.maxEntrySize) {
         // The caller meant to replace the value: keep no outdated copy, and evict nothing else for it.
-        if (existing) this.removeNode(existing, undefined)
+        if (slot !== undefined) this.removeSlot(slot, undefined)
         throw new CacheError(
           'E_VALUE_TOO_LARGE',
-          `value for key ${describe(key)} is ${size} bytes, over this store's maxEntrySize of ${this.maxEntrySize}`,
+          `value for key ${describe(space + key)} is ${size} bytes, over this store's maxEntrySize of ${this.maxEntrySize}`,
         )
       }
     }
-    const tags = entry.tags !== undefined && entry.tags.length > 0 ? entry.tags : undefined
-    let node: Node
-    if (existing !== undefined) {
-      node = existing
-      if (node.tags !== undefined) this.untag(node)
-      this.bytes += size - node.size
-      node.value = entry.value
-      node.createdAt = entry.createdAt
-      node.freshUntil = entry.freshUntil
-      node.staleUntil = entry.staleUntil
-      node.tags = tags
-      node.cost = entry.cost
-      node.size = size
-      this.policy.update(node)
+    if (slot !== undefined) {
+      if (this.tagsOf[slot] !== undefined) this.untag(slot)
+      this.bytes += size - this.sizes[slot]!
+      this.policy.update(slot)
     } else {
-      if (this.policy.admit !== undefined && this.map.size >= this.maxEntries) {
+      if (this.count >= this.maxEntries) {
+        // Evict first, then reuse the victim's slot: no growth, no garbage.
         const victim = this.policy.victim()
-        if (victim !== undefined && !this.policy.admit(key, victim)) return
+        if (victim !== NO_SLOT) {
+          if (this.policy.admit !== undefined && !this.policy.admit(space + key, victim)) return
+          this.removeSlot(victim, this.stale[victim]! <= this.clockRough() ? 'expire' : 'evict')
+        }
       }
-      node = new Node(key, entry.value, entry.createdAt, entry.freshUntil, entry.staleUntil, tags, entry.cost, size)
-      this.map.set(key, node)
+      slot = this.allocate()
+      this.keys[slot] = key
+      this.spaces[slot] = space
+      let keys = this.keysIn(space)
+      if (keys === EMPTY) {
+        keys = new Map()
+        this.index.set(space, keys)
+        this.lastSpace = undefined
+      }
+      keys.set(key, slot)
+      this.count++
       this.bytes += size
-      this.policy.insert(node)
+      this.policy.insert(slot)
     }
-    if (tags !== undefined) this.tag(node, tags)
-    if (this.map.size > this.maxEntries || this.bytes > this.maxBytes) this.evict(node)
+    this.values[slot] = entry.value
+    this.created[slot] = entry.createdAt
+    this.fresh[slot] = entry.freshUntil
+    this.stale[slot] = entry.staleUntil
+    this.costs[slot] = entry.cost ?? Number.NaN
+    this.sizes[slot] = size
+    const tags = entry.tags !== undefined && entry.tags.length > 0 ? entry.tags : undefined
+    this.tagsOf[slot] = tags
+    if (tags !== undefined) this.tag(slot, tags)
+    if (this.bytes > this.maxBytes) this.evictBytes(slot)
+  }
+
+  getSync(key: string): StoredEntry | undefined {
+    const cut = key.indexOf(':') + 1
+    const slot = this.live(key.slice(0, cut), key.slice(cut))
+    return slot === NO_SLOT ? undefined : this.entryAt(slot)
+  }
+
+  setSync(key: string, entry: StoredEntry): void {
+    const cut = key.indexOf(':') + 1
+    this.setSyncIn(key.slice(0, cut), key.slice(cut), entry)
   }
 
   deleteSync(key: string): boolean {
-    const node = this.map.get(key)
-    if (node === undefined) return false
-    this.removeNode(node, undefined)
-    return node.staleUntil > this.clock()
+    const slot = this.find(key)
+    if (slot === undefined) return false
+    const live = this.stale[slot]! > this.clock()
+    this.removeSlot(slot, undefined)
+    return live
+  }
+
+  /** Reads without touching the policy or expiring anything (for inspection and tests). */
+  peek(key: string): StoredEntry | undefined {
+    const slot = this.find(key)
+    return slot === undefined ? undefined : this.entryAt(slot)
   }
 
   get(key: string): Promise<StoredEntry | undefined> {
-    try {
-      return Promise.resolve(this.getSync(key))
-    } catch (err) {
-      return Promise.reject(err)
-    }
+    return Promise.resolve(this.getSync(key))
   }
 
   set(key: string, entry: StoredEntry): Promise<void> {
@@ -224,12 +311,12 @@ export class MemoryStore implements Store {
     const now = this.clock()
     let count = 0
     for (const tag of tags) {
-      const nodes = this.tagIndex.get(tag)
-      if (nodes === undefined) continue
-      for (const node of nodes) {
-        this.removeNode(node, undefined)
-        // Like `delete`: an entry already past its staleUntil was gone, so dropping it now does not count.
-        if (node.staleUntil > now) count++
+      const slots = this.tagIndex.get(tag)
+      if (slots === undefined) continue
+      for (const slot of slots) {
+        // Count what a reader could still have seen, like delete() does.
+        if (this.stale[slot]! > now) count++
+        this.removeSlot(slot, undefined)
       }
     }
     return count
@@ -237,20 +324,33 @@ export class MemoryStore implements Store {
 
   async clear(prefix?: string): Promise<void> {
     if (prefix === undefined || prefix === '') {
-      this.map.clear()
+      this.index.clear()
+      this.lastSpace = undefined
       this.tagIndex.clear()
       this.policy.clear()
+      this.keys = []
+      this.spaces = []
+      this.values = []
+      this.tagsOf = []
+      this.free = []
+      this.used = 0
+      this.count = 0
       this.bytes = 0
-      this.sweepCursor = undefined
+      this.sweepCursor = 0
       return
     }
-    for (const node of this.map.values()) {
-      if (node.key.startsWith(prefix)) this.removeNode(node, undefined)
+    for (const [space, keys] of this.index) {
+      if (space.startsWith(prefix)) {
+        for (const slot of keys.values()) this.removeSlot(slot, undefined)
+      } else if (prefix.startsWith(space)) {
+        const rest = prefix.slice(space.length)
+        for (const [key, slot] of keys) if (key.startsWith(rest)) this.removeSlot(slot, undefined)
+      }
     }
   }
 
   stats(): StoreStats {
-    return { size: this.map.size, bytes: this.bytes, evictions: this.evictions, expirations: this.expirations }
+    return { size: this.count, bytes: this.bytes, evictions: this.evictions, expirations: this.expirations }
   }
 
   onRemove(listener: StoreListener): () => void {
@@ -261,22 +361,19 @@ export class MemoryStore implements Store {
     }
   }
 
-  /** Drops expired entries among the next `limit` entries (continuing where the last sweep stopped). */
+  /**
+   * Drops expired entries among the next `limit` slots, continuing where the last sweep stopped and wrapping around
+   * once; with no limit, one full pass.
+   */
   sweep(limit = Number.POSITIVE_INFINITY): number {
     const now = this.clock()
+    const span = Math.min(limit, this.used)
     let removed = 0
-    let seen = 0
-    this.sweepCursor ??= this.map.values()
-    while (seen < limit) {
-      const step = this.sweepCursor.next()
-      if (step.done) {
-        this.sweepCursor = undefined
-        break
-      }
-      seen++
-      const node = step.value
-      if (node.staleUntil <= now) {
-        this.removeNode(node, 'expire')
+    for (let seen = 0; seen < span; seen++) {
+      if (this.sweepCursor >= this.used) this.sweepCursor = 0
+      const slot = this.sweepCursor++
+      if (this.keys[slot] !== undefined && this.stale[slot]! <= now) {
+        this.removeSlot(slot, 'expire')
         removed++
       }
     }
@@ -289,35 +386,113 @@ export class MemoryStore implements Store {
     await this.clear()
   }
 
-  private evict(keep: Node): void {
-    const now = this.clock()
-    while (this.map.size > this.maxEntries || this.bytes > this.maxBytes) {
-      let victim = this.policy.victim() as Node | undefined
-      // A policy that leaves a rewritten entry where it was (FIFO) can name it: evict the next one instead.
-      if (victim === keep) victim = this.victimOtherThan(keep)
-      if (victim === undefined) break
-      this.removeNode(victim, victim.staleUntil <= now ? 'expire' : 'evict')
+  /** The slot of a live entry, touched as read; an expired one is dropped. */
+  private live(space: string, key: string): number {
+    const slot = this.keysIn(space).get(key)
+    if (slot === undefined) return NO_SLOT
+    const staleUntil = this.stale[slot]!
+    if (staleUntil <= (this.userClock === undefined ? nowNear(staleUntil) : this.userClock())) {
+      this.removeSlot(slot, 'expire')
+      return NO_SLOT
+    }
+    this.policy.touch(slot)
+    return slot
+  }
+
+  /** The keys of one space (`EMPTY` when none). Most stores serve one or two namespaces: the last is remembered. */
+  private keysIn(space: string): Map<string, number> {
+    if (space === this.lastSpace) return this.lastKeys
+    const keys = this.index.get(space) ?? EMPTY
+    this.lastSpace = space
+    this.lastKeys = keys
+    return keys
+  }
+
+  private find(key: string): number | undefined {
+    const cut = key.indexOf(':') + 1
+    return this.keysIn(key.slice(0, cut)).get(key.slice(cut))
+  }
+
+  private entryAt(slot: number): StoredEntry {
+    const cost = this.costs[slot]!
+    return {
+      value: this.values[slot],
+      createdAt: this.created[slot]!,
+      freshUntil: this.fresh[slot]!,
+      staleUntil: this.stale[slot]!,
+      tags: this.tagsOf[slot],
+      cost: Number.isNaN(cost) ? undefined : cost,
     }
   }
 
-  private victimOtherThan(keep: Node): Node | undefined {
-    for (const node of this.policy) if (node !== keep) return node as Node
-    return undefined
+  private allocate(): number {
+    const reused = this.free.pop()
+    if (reused !== undefined) return reused
+    const slot = this.used++
+    if (slot >= this.fresh.length) this.grow(Math.ceil(Math.min(this.fresh.length * 2, this.maxEntries)))
+    return slot
   }
 
-  private removeNode(node: Node, reason: StoreRemovalReason | undefined): void {
-    // A node can be reached twice in one loop (a tag index and the map): only the first removal counts.
-    if (this.map.get(node.key) !== node) return
-    this.map.delete(node.key)
-    this.policy.remove(node)
-    this.bytes -= node.size
-    if (node.tags !== undefined) this.untag(node)
+  private grow(capacity: number): void {
+    const widen = (column: Float64Array) => {
+      const wider = new Float64Array(capacity)
+      wider.set(column)
+      return wider
+    }
+    this.created = widen(this.created)
+    this.fresh = widen(this.fresh)
+    this.stale = widen(this.stale)
+    this.costs = widen(this.costs)
+    this.sizes = widen(this.sizes)
+    this.policy.grow(capacity)
+  }
+
+  /** Over `maxBytes` after writing `keep`: evict in policy order, never the entry just written. */
+  private evictBytes(keep: number): void {
+    const now = this.clockRough()
+    while (this.bytes > this.maxBytes) {
+      let victim = this.policy.victim()
+      if (victim === keep) {
+        victim = NO_SLOT
+        for (const slot of this.policy.slots()) {
+          if (slot !== keep) {
+            victim = slot
+            break
+          }
+        }
+      }
+      if (victim === NO_SLOT) break
+      this.removeSlot(victim, this.stale[victim]! <= now ? 'expire' : 'evict')
+    }
+  }
+
+  private removeSlot(slot: number, reason: StoreRemovalReason | undefined): void {
+    const key = this.keys[slot]
+    // A slot can be reached twice in one loop (two tags of one entry): only the first removal counts.
+    if (key === undefined) return
+    const space = this.spaces[slot]!
+    const keys = this.keysIn(space)
+    keys.delete(key)
+    if (keys.size === 0 && keys !== EMPTY) {
+      this.index.delete(space)
+      this.lastSpace = undefined
+    }
+    this.policy.remove(slot)
+    this.bytes -= this.sizes[slot]!
+    if (this.tagsOf[slot] !== undefined) this.untag(slot)
+    this.keys[slot] = undefined
+    this.values[slot] = undefined
+    this.tagsOf[slot] = undefined
+    this.free.push(slot)
+    this.count--
     if (reason === undefined) return
     if (reason === 'evict') this.evictions++
     else this.expirations++
+    if (this.listeners.length === 0) return
+    const fullKey = space + key
     for (const listener of this.listeners) {
       try {
-        listener(reason, node.key)
+        listener(reason, fullKey)
       } catch (err) {
         // A listener bug must not stop an eviction half-way and leave the store over its bounds.
         process.emitWarning(`[@cache/core] an onRemove listener threw: ${String(err)}`, 'CacheListenerWarning')
@@ -325,23 +500,23 @@ export class MemoryStore implements Store {
     }
   }
 
-  private tag(node: Node, tags: readonly string[]): void {
+  private tag(slot: number, tags: readonly string[]): void {
     for (const tag of tags) {
-      let set = this.tagIndex.get(tag)
-      if (set === undefined) {
-        set = new Set()
-        this.tagIndex.set(tag, set)
+      let slots = this.tagIndex.get(tag)
+      if (slots === undefined) {
+        slots = new Set()
+        this.tagIndex.set(tag, slots)
       }
-      set.add(node)
+      slots.add(slot)
     }
   }
 
-  private untag(node: Node): void {
-    for (const tag of node.tags!) {
-      const set = this.tagIndex.get(tag)
-      if (set === undefined) continue
-      set.delete(node)
-      if (set.size === 0) this.tagIndex.delete(tag)
+  private untag(slot: number): void {
+    for (const tag of this.tagsOf[slot]!) {
+      const slots = this.tagIndex.get(tag)
+      if (slots === undefined) continue
+      slots.delete(slot)
+      if (slots.size === 0) this.tagIndex.delete(tag)
     }
   }
 }
