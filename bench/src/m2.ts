@@ -70,7 +70,7 @@ export async function m2(opts: HarnessOptions): Promise<ThroughputResult> {
       ],
       pairs: [{ ours: `ours memoryStore.setSyncIn${clockTag}`, anchor: 'lru-cache.set', target: 1 }],
       notes: [
-        'ours: memoryStore({ maxEntries: 10_000 }).setSyncIn(space, key, entry) (the cache\'s call) with StoredEntry objects prepared per key',
+        "ours: memoryStore({ maxEntries: 10_000 }).setSyncIn(space, key, entry) (the cache's call) with StoredEntry objects prepared per key",
         'anchor: new LRUCache({ max: 10_000 }).set(key, value) with values prepared per key',
       ],
     },

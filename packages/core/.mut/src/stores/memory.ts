@@ -243,7 +243,7 @@ export class MemoryStore implements Store {
   }
 
   getSync(key: string): StoredEntry | undefined {
-    const cut = Math.max(0, key.indexOf(':'))
+    const cut = key.indexOf(':') + 1
     const slot = this.live(key.slice(0, cut), key.slice(cut))
     return slot === NO_SLOT ? undefined : this.entryAt(slot)
   }
