@@ -32,5 +32,5 @@ export function exactNow(): number {
 /** A time good enough to compare with `deadline`: the shared reading when far from it, else the clock. */
 export function nowNear(deadline: number): number {
   const now = cached === 0 ? exactNow() : cached
-  return now
+  return deadline - now > GUARD_MS ? now : exactNow()
 }

@@ -475,7 +475,6 @@ export class MemoryStore implements Store {
     keys.delete(key)
     if (keys.size === 0 && keys !== EMPTY) {
       this.index.delete(space)
-      this.lastSpace = undefined
     }
     this.policy.remove(slot)
     this.bytes -= this.sizes[slot]!
