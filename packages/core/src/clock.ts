@@ -7,8 +7,10 @@
  * Expiry stays exact unless the event loop is blocked for more than `GUARD_MS` in one go.
  */
 let cached = 0
-// Captured at load: fake timers installed by a test later must not freeze the library's clock.
+// Captured at load: fake timers installed by a test later must not freeze the library's clock. And when a test
+// replaces Date.now (fake timers, setSystemTime), every reading goes to it: fake time moves without the event loop.
 const realSetTimeout = globalThis.setTimeout
+const realDateNow = Date.now
 const forget = () => {
   cached = 0
 }
@@ -18,7 +20,7 @@ export const GUARD_MS = 1000
 
 /** The shared reading (at most a millisecond old while the event loop turns). */
 export function coarseNow(): number {
-  return cached === 0 ? exactNow() : cached
+  return cached === 0 || Date.now !== realDateNow ? exactNow() : cached
 }
 
 /** Reads the clock, and shares the reading with `coarseNow()`. */
@@ -31,6 +33,6 @@ export function exactNow(): number {
 
 /** A time good enough to compare with `deadline`: the shared reading when far from it, else the clock. */
 export function nowNear(deadline: number): number {
-  const now = cached === 0 ? exactNow() : cached
-  return deadline - now > GUARD_MS ? now : exactNow()
+  if (cached === 0 || Date.now !== realDateNow) return exactNow()
+  return deadline - cached > GUARD_MS ? cached : exactNow()
 }

@@ -777,6 +777,17 @@ describe('memoryStore: slots', () => {
     expect(store.getSync('a5')).toBeUndefined()
     expect(store.getSync('b1500')?.value).toBe(1500)
   })
+
+  it('after clear(), the old eviction order is forgotten', async () => {
+    const store = make({ maxEntries: 3 })
+    for (const k of ['a', 'b', 'c']) store.setSync(k, live(k))
+    store.getSync('a')
+    await store.clear()
+    const removals = recordRemovals(store)
+    for (const k of ['x', 'y', 'z', 'w']) store.setSync(k, live(k))
+    expect(removals).toEqual([['evict', 'x']])
+    expect(present(store, ['a', 'b', 'c', 'x', 'y', 'z', 'w'])).toEqual(['y', 'z', 'w'])
+  })
 })
 
 describe('memoryStore: the space -> key index', () => {
@@ -850,6 +861,8 @@ describe('memoryStore: the space -> key index', () => {
     expect(store.getSync('a:x')?.value).toBe(3)
     store.setSyncIn('c:', 'x', live(4))
     expect(store.getSyncIn('c:', 'x')?.value).toBe(4)
+    expect(store.getSyncIn('a:', 'x')?.value).toBe(3)
+    expect(store.getSync('b:x')?.value).toBe(2)
     expect(store.stats().size).toBe(3)
   })
 
@@ -975,9 +988,14 @@ describe('memoryStore: what reads return', () => {
 describe('memoryStore: the default clock near a deadline', () => {
   it('an entry whose staleUntil passes during synchronous work is not returned (no event-loop turn)', () => {
     const store = make()
-    const start = Date.now()
-    store.setSync('near', live('n', start, { staleUntil: start + 3 }))
-    store.setSync('ns:near', live('n', start, { staleUntil: start + 3 }))
+    let start = 0
+    // A pause of 3 ms right after reading the clock would store nothing and prove nothing: retry until both went in.
+    for (let attempt = 0; attempt < 20 && store.stats().size < 2; attempt++) {
+      start = Date.now()
+      store.setSync('near', live('n', start, { staleUntil: start + 3 }))
+      store.setSync('ns:near', live('n', start, { staleUntil: start + 3 }))
+    }
+    expect(store.stats().size).toBe(2)
     store.setSync('far', live('f', start))
     // Reading a far-off entry takes the shared coarse reading, which no timer can refresh during the busy-wait.
     expect(store.getSync('far')?.value).toBe('f')
@@ -998,6 +1016,48 @@ describe('memoryStore: the default clock near a deadline', () => {
     store.setSync('gone', live('g', start, { staleUntil: start + 3 }))
     expect(store.peek('gone')).toBeUndefined()
     expect(store.stats().size).toBe(1)
+  })
+})
+
+describe('memoryStore: the default clock under fake timers', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('expires entries when a test moves fake time past their TTL (no real event-loop turn needed)', () => {
+    vi.useFakeTimers()
+    const store = memoryStore({ sweepInterval: false })
+    const now = Date.now()
+    const hour = 3_600_000
+    store.setSync('k', { value: 1, createdAt: now, freshUntil: now + hour, staleUntil: now + hour })
+    expect(store.getSync('k')?.value).toBe(1)
+    vi.advanceTimersByTime(2 * hour)
+    expect(store.getSync('k')).toBeUndefined()
+    expect(store.stats().expirations).toBe(1)
+  })
+
+  it('follows setSystemTime too', () => {
+    vi.useFakeTimers()
+    const store = memoryStore({ sweepInterval: false })
+    const now = Date.now()
+    store.setSync('k', { value: 1, createdAt: now, freshUntil: now + 10_000, staleUntil: now + 10_000 })
+    vi.setSystemTime(now + 20_000)
+    expect(store.getSync('k')).toBeUndefined()
+  })
+})
+
+describe('memoryStore: a policy that names no victim', () => {
+  it('is refused with a clear error when the store is full, and the store stays consistent', () => {
+    const lazy: EvictionPolicy = Object.assign(new LruPolicy(2), { victim: () => NO_SLOT })
+    const store = memoryStore({ maxEntries: 2, policy: () => lazy, sweepInterval: false })
+    const far = Date.now() + 60_000
+    const entry = (value: number): StoredEntry => ({ value, createdAt: 0, freshUntil: far, staleUntil: far })
+    store.setSync('a', entry(1))
+    store.setSync('b', entry(2))
+    expect(() => store.setSync('c', entry(3))).toThrow(expect.objectContaining({ code: 'E_INVALID_OPTION' }))
+    expect(store.stats().size).toBe(2)
+    expect(store.getSync('a')?.value).toBe(1)
+    expect(store.getSync('c')).toBeUndefined()
   })
 })
 

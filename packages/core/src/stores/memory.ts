@@ -36,7 +36,8 @@ const EMPTY = new Map<string, number>()
 
 /**
  * What the cache's hot path reads: a window on one slot of the store's columns. One object per store, pointed at
- * another slot by every `getSyncIn`, so a hit allocates nothing and copies nothing.
+ * another slot by every `getSyncIn`, so a hit allocates nothing and copies nothing. Its fields read the columns
+ * live: it is valid only until the next call into the store (which may write, evict or reuse the slot).
  */
 class EntryView implements StoredEntry {
   slot = 0
@@ -169,8 +170,8 @@ export class MemoryStore implements Store {
 
   /**
    * The cache's hot path: the live entry of `space + key`, where `space` is everything up to and including the first
-   * ':' of the joined key (or '' when it has none). The returned object is shared and overwritten by the next call:
-   * read it at once.
+   * ':' of the joined key (or '' when it has none). The returned object is shared and valid only until the next
+   * call into the store: read it at once.
    */
   getSyncIn(space: string, key: string): StoredEntry | undefined {
     const slot = this.live(space, key)
@@ -211,10 +212,11 @@ export class MemoryStore implements Store {
       if (this.count >= this.maxEntries) {
         // Evict first, then reuse the victim's slot: no growth, no garbage.
         const victim = this.policy.victim()
-        if (victim !== NO_SLOT) {
-          if (this.policy.admit !== undefined && !this.policy.admit(space + key, victim)) return
-          this.removeSlot(victim, this.stale[victim]! <= this.clockRough() ? 'expire' : 'evict')
+        if (victim === NO_SLOT) {
+          throw new CacheError('E_INVALID_OPTION', `policy '${this.policy.name}' named no victim in a full store`)
         }
+        if (this.policy.admit !== undefined && !this.policy.admit(space + key, victim)) return
+        this.removeSlot(victim, this.stale[victim]! <= this.clockRough() ? 'expire' : 'evict')
       }
       slot = this.allocate()
       this.keys[slot] = key

@@ -1,5 +1,0 @@
-/**
- * `@cache/core/testing`: the suites every store and adapter must pass. Import it from test files only; it needs
- * vitest (an optional peer dependency).
- */
-export { type StoreCapabilities, type StoreSuiteOptions, storeSuite } from './store-suite.js'
