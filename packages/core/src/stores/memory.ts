@@ -115,7 +115,7 @@ export class MemoryStore implements Store {
   stale: Float64Array
   /** @internal */
   costs: Float64Array
-  /** @internal */
+  /** @internal Only written when the store measures sizes. */
   sizes: Float64Array
   /** @internal */
   tagsOf: (readonly string[] | undefined)[] = []
@@ -206,7 +206,7 @@ export class MemoryStore implements Store {
     }
     if (slot !== undefined) {
       if (this.tagsOf[slot] !== undefined) this.untag(slot)
-      this.bytes += size - this.sizes[slot]!
+      if (this.sizeOf !== undefined) this.bytes += size - this.sizes[slot]!
       this.policy.update(slot)
     } else {
       if (this.count >= this.maxEntries) {
@@ -237,7 +237,7 @@ export class MemoryStore implements Store {
     this.fresh[slot] = entry.freshUntil
     this.stale[slot] = entry.staleUntil
     this.costs[slot] = entry.cost ?? Number.NaN
-    this.sizes[slot] = size
+    if (this.sizeOf !== undefined) this.sizes[slot] = size
     const tags = entry.tags !== undefined && entry.tags.length > 0 ? entry.tags : undefined
     this.tagsOf[slot] = tags
     if (tags !== undefined) this.tag(slot, tags)
@@ -480,7 +480,7 @@ export class MemoryStore implements Store {
       this.lastSpace = undefined
     }
     this.policy.remove(slot)
-    this.bytes -= this.sizes[slot]!
+    if (this.sizeOf !== undefined) this.bytes -= this.sizes[slot]!
     if (this.tagsOf[slot] !== undefined) this.untag(slot)
     this.keys[slot] = undefined
     this.values[slot] = undefined
