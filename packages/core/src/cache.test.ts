@@ -62,6 +62,32 @@ describe('get / set / has / delete', () => {
     expect(await cache.has('absent')).toBe(false)
   })
 
+  it('concurrent reads each get their own value (the memory store’s hot path shares one view object)', async () => {
+    const cache = make()
+    await cache.setMany([
+      { key: 'a', value: 'A' },
+      { key: 'b', value: 'B' },
+    ])
+    const reads = await Promise.all([
+      cache.get('a'),
+      cache.get('b'),
+      cache.has('a'),
+      cache.getOrSet('a', () => 'x'),
+      cache.get('a'),
+      cache.getOrSet('b', () => 'y'),
+    ])
+    expect(reads).toEqual(['A', 'B', true, 'A', 'A', 'B'])
+    // A listener that reads the cache while a hit is being answered does not change that answer.
+    const seen: unknown[] = []
+    cache.on('hit', ({ key }) => {
+      if (key === 'a') void cache.get('b').then((v) => seen.push(v))
+    })
+    expect(await cache.get('a')).toBe('A')
+    expect(await cache.getOrSet('a', () => 'x')).toBe('A')
+    await Promise.resolve()
+    expect(seen).toEqual(['B', 'B'])
+  })
+
   it('delete reports whether something was there', async () => {
     const cache = make()
     await cache.set('k', 1)

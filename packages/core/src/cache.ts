@@ -202,10 +202,12 @@ export class Cache {
    */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     this.checkKey(key)
-    const entry = await this.read(key)
+    // No await between reading an in-process entry and using it: it may be the store's shared view.
+    const entry = this.s.getIn !== undefined ? this.readNow(key) : await this.read(key)
     if (entry !== undefined && this.s.clockNear(entry.freshUntil) < entry.freshUntil) {
+      const value = entry.value as T
       this.hit(key, false)
-      return entry.value as T
+      return value
     }
     this.miss(key)
     return undefined
@@ -245,24 +247,15 @@ export class Cache {
     } catch (err) {
       return Promise.reject(err)
     }
-    const getIn = this.s.getIn
-    if (getIn !== undefined) {
-      // The hot path: no promise, no joined key, no allocation until the answer itself.
-      let entry: StoredEntry | undefined
-      try {
-        entry = getIn(this.prefix, key)
-      } catch (err) {
-        this.error('get', err, key)
-      }
-      return this.answer(key, entry, loader, options)
-    }
+    // The hot path: no promise, no joined key, no allocation until the answer itself.
+    if (this.s.getIn !== undefined) return this.answer(key, this.readNow(key), loader, options)
     return this.read(key).then((entry) => this.answer(key, entry, loader, options))
   }
 
   /** Fresh entry present? Counts nothing. */
   async has(key: string): Promise<boolean> {
     this.checkKey(key)
-    const entry = await this.read(key)
+    const entry = this.s.getIn !== undefined ? this.readNow(key) : await this.read(key)
     return entry !== undefined && this.s.clockNear(entry.freshUntil) < entry.freshUntil
   }
 
@@ -484,10 +477,23 @@ export class Cache {
     if (this.s.closed) throw new CacheError('E_CLOSED', 'the cache is closed')
   }
 
-  /** Reads one entry; a failing store counts as a miss (fail-open) and is reported as an error. */
+  /**
+   * Reads one entry from an in-process store. The result may be the store's shared view, valid until the next call
+   * into the store: use it before anything else runs (no await, no listener in between).
+   */
+  private readNow(key: string): StoredEntry | undefined {
+    try {
+      return this.s.getIn!(this.prefix, key)
+    } catch (err) {
+      this.error('get', err, key)
+      return undefined
+    }
+  }
+
+  /** Reads one entry from the store; a failing store counts as a miss (fail-open) and is reported as an error. */
   private async read(key: string): Promise<StoredEntry | undefined> {
     try {
-      const entry = this.s.getIn ? this.s.getIn(this.prefix, key) : await this.s.store.get(this.prefix + key)
+      const entry = await this.s.store.get(this.prefix + key)
       if (entry !== undefined && this.s.clockNear(entry.staleUntil) >= entry.staleUntil) return undefined
       return entry
     } catch (err) {
