@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type Cache, createCache } from './cache.js'
 import { CacheError, isCacheError } from './errors.js'
 import { memoryStore } from './stores/memory.js'
+import { deferred, manualClock, rejection } from './test-helpers.js'
 import type { CacheEvents, LoaderContext, Store, StoredEntry } from './types.js'
 
 // Edge cases and regressions from a review of cache.ts. Each `// Regression:` comment says what used to go wrong
@@ -18,41 +19,11 @@ afterEach(async () => {
   await Promise.all(caches.splice(0).map((c) => c.close()))
 })
 
-function deferred<T>() {
-  let resolve!: (value: T) => void
-  let reject!: (err: unknown) => void
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res
-    reject = rej
-  })
-  return { promise, resolve, reject }
-}
-
-function manualClock(start = 1_700_000_000_000) {
-  let now = start
-  return {
-    now: () => now,
-    advance(ms: number) {
-      now += ms
-    },
-  }
-}
-
 function graceCache(extra: Parameters<typeof createCache>[0] = {}) {
   const clock = manualClock()
   const store = memoryStore({ clock: clock.now })
   const cache = make({ clock: clock.now, store, ttl: '1m', grace: '10m', ...extra })
   return { cache, clock, store }
-}
-
-async function rejection(promise: Promise<unknown>): Promise<CacheError> {
-  try {
-    await promise
-  } catch (err) {
-    expect(err).toBeInstanceOf(CacheError)
-    return err as CacheError
-  }
-  throw new Error('expected a rejection')
 }
 
 /** Settles `p` against a sentinel timer; timers fire in expiry order, so this is ordering, not a duration check. */

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type Cache, createCache } from './cache.js'
 import { CacheError, isCacheError } from './errors.js'
 import { memoryStore } from './stores/memory.js'
+import { deferred, manualClock, rejection } from './test-helpers.js'
 import type { CacheEvents, LoaderContext, Store, StoredEntry } from './types.js'
 
 const caches: Cache[] = []
@@ -14,37 +15,6 @@ afterEach(async () => {
   vi.useRealTimers()
   await Promise.all(caches.splice(0).map((c) => c.close()))
 })
-
-function deferred<T>() {
-  let resolve!: (value: T) => void
-  let reject!: (err: unknown) => void
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res
-    reject = rej
-  })
-  return { promise, resolve, reject }
-}
-
-/** A clock the test moves by hand; real timers still run (used for soft/hard timeouts only). */
-function manualClock(start = 1_700_000_000_000) {
-  let now = start
-  return {
-    now: () => now,
-    advance(ms: number) {
-      now += ms
-    },
-  }
-}
-
-async function rejection(promise: Promise<unknown>): Promise<CacheError> {
-  try {
-    await promise
-  } catch (err) {
-    expect(err).toBeInstanceOf(CacheError)
-    return err as CacheError
-  }
-  throw new Error('expected a rejection')
-}
 
 describe('get / set / has / delete', () => {
   it('round-trips values, including null and falsy ones', async () => {

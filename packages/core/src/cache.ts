@@ -262,10 +262,15 @@ export class Cache {
   /** Deletes one key; resolves to whether a live entry was there. */
   async delete(key: string): Promise<boolean> {
     const full = this.fullKey(key)
-    this.checkOpen()
     this.overtake({ kind: 'key', key: full })
-    const deleteSync = this.s.store.deleteSync
-    const existed = deleteSync ? deleteSync.call(this.s.store, full) : await this.s.store.delete(full)
+    const store = this.s.store
+    let existed: boolean
+    try {
+      existed = store.deleteSync ? store.deleteSync(full) : await store.delete(full)
+    } catch (err) {
+      this.error('delete', err, key)
+      throw err
+    }
     this.s.metrics.deletes++
     if (this.s.metrics.has('delete')) this.s.metrics.emit('delete', { key, namespace: this.namespaceName })
     return existed
@@ -336,8 +341,13 @@ export class Cache {
     for (const full of fulls) this.overtake({ kind: 'key', key: full })
     const store = this.s.store
     let count = 0
-    if (store.deleteMany) count = await store.deleteMany(fulls)
-    else for (const full of fulls) if (await store.delete(full)) count++
+    try {
+      if (store.deleteMany) count = await store.deleteMany(fulls)
+      else for (const full of fulls) if (await store.delete(full)) count++
+    } catch (err) {
+      this.error('deleteMany', err)
+      throw err
+    }
     this.s.metrics.deletes += keys.length
     if (this.s.metrics.has('delete'))
       for (const key of keys) this.s.metrics.emit('delete', { key, namespace: this.namespaceName })

@@ -1,35 +1,7 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { CacheError, type CacheErrorCode } from './errors.js'
 import { createKeyBuilder, escapeKeyPart, type KeyPart, stableHash, stableStringify } from './keys.js'
-
-function errorOf(fn: () => unknown): CacheError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof CacheError) return err
-    throw err
-  }
-  throw new Error('expected a CacheError, but nothing was thrown')
-}
-
-function expectCode(fn: () => unknown, code: CacheErrorCode, message?: RegExp): void {
-  const err = errorOf(fn)
-  expect(err.code).toBe(code)
-  if (message) expect(err.message).toMatch(message)
-}
-
-// Deterministic PRNG (mulberry32) so the randomized checks are reproducible.
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { expectCode, random } from './test-helpers.js'
 
 // Reverses escapeKeyPart independently of the implementation, to prove no information is lost.
 function decodePart(part: string): string {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { CacheError, type CacheErrorCode } from '../errors.js'
+import { CacheError } from '../errors.js'
+import { expectCode } from '../test-helpers.js'
 import { storeSuite } from '../testing/index.js'
 import type { StoredEntry, StoreRemovalReason } from '../types.js'
 import { estimateSize, type MemoryStore, type MemoryStoreOptions, memoryStore } from './memory.js'
@@ -38,22 +39,6 @@ function recordRemovals(store: MemoryStore): [StoreRemovalReason, string][] {
   const seen: [StoreRemovalReason, string][] = []
   store.onRemove((reason, key) => seen.push([reason, key]))
   return seen
-}
-
-function errorOf(fn: () => unknown): CacheError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof CacheError) return err
-    throw err
-  }
-  throw new Error('expected a CacheError, but nothing was thrown')
-}
-
-function expectCode(fn: () => unknown, code: CacheErrorCode, message?: RegExp): void {
-  const err = errorOf(fn)
-  expect(err.code).toBe(code)
-  if (message) expect(err.message).toMatch(message)
 }
 
 const stores: MemoryStore[] = []

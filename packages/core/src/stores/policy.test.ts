@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { random } from '../test-helpers.js'
 import { type EvictionPolicy, FifoPolicy, fifo, LruPolicy, lru, NO_SLOT } from './policy.js'
 
 /** What a list policy keeps, read through a subclass (the links are protected). */
@@ -62,18 +63,6 @@ function expectLinked(policy: Probed): void {
     if (forward.length > slots.length) throw new Error('next links have a cycle')
   }
   expect(forward).toEqual([...slots].reverse())
-}
-
-// Deterministic PRNG (mulberry32) so the randomized check is reproducible.
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /**
