@@ -115,7 +115,7 @@ export class MemoryStore implements Store {
   stale: Float64Array
   /** @internal */
   costs: Float64Array
-  /** @internal Only written when the store measures sizes. */
+  /** @internal Empty unless the store measures sizes. */
   sizes: Float64Array
   /** @internal */
   tagsOf: (readonly string[] | undefined)[] = []
@@ -151,7 +151,7 @@ export class MemoryStore implements Store {
     this.fresh = new Float64Array(slots)
     this.stale = new Float64Array(slots)
     this.costs = new Float64Array(slots)
-    this.sizes = new Float64Array(slots)
+    this.sizes = new Float64Array(this.sizeOf === undefined ? 0 : slots)
     const policy = options.policy ?? 'lru'
     if (policy === 'lru') this.policy = lru(slots)
     else if (policy === 'fifo') this.policy = fifo(slots)
@@ -445,7 +445,7 @@ export class MemoryStore implements Store {
     this.fresh = widen(this.fresh)
     this.stale = widen(this.stale)
     this.costs = widen(this.costs)
-    this.sizes = widen(this.sizes)
+    if (this.sizeOf !== undefined) this.sizes = widen(this.sizes)
     this.policy.grow(capacity)
   }
 
