@@ -1,6 +1,12 @@
 import { defineConfig, type Options } from 'tsup'
 
-const shared: Options = { dts: true, sourcemap: true, target: 'node20', external: ['vitest'] }
+// Members marked @internal (the memory store's columns) stay out of the published types.
+const shared: Options = {
+  dts: { compilerOptions: { stripInternal: true } },
+  sourcemap: true,
+  target: 'node20',
+  external: ['vitest'],
+}
 
 export default defineConfig([
   // The library: ESM and CommonJS.

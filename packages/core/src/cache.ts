@@ -174,12 +174,12 @@ export class Cache {
   readonly namespaceName: string
   private readonly s: Shared
   private readonly path: readonly string[]
-  /** Every key of this namespace starts with it; no key of another namespace does (see `encodePath`). */
+  /** Every key of this namespace starts with it; no key of another namespace does (see `encodeSegment`). */
   private readonly prefix: string
   /** Child namespaces start with it. */
   private readonly childPrefix: string
 
-  /** @internal use `createCache()` */
+  /** Use `createCache()`; a namespace view comes from `namespace()`. */
   constructor(shared: Shared, path: readonly string[]) {
     for (const name of path) {
       if (typeof name !== 'string' || name.length === 0) {
