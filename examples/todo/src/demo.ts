@@ -135,6 +135,8 @@ async function main(): Promise<number> {
       ['', plain.label, cached.label, 'speedup'].map(bold),
       ['requests', String(a.requests), String(b.requests), ''],
       ['cache hit rate', dim('n/a'), b.cache === null ? dim('n/a') : `${(b.cache.hitRate * 100).toFixed(1)} %`, ''],
+      // Misses that joined a load already running for the same list: they cost the repository nothing.
+      ['misses coalesced', dim('n/a'), b.cache === null ? dim('n/a') : String(b.cache.coalesced), ''],
       [
         'repository reads',
         String(a.origin.reads),

@@ -44,7 +44,7 @@ export interface LoadResult {
   /** Time the server spent on each request, from its `server-timing` header; `null` when it sends none. */
   serverTime: LatencySummary | null
   /** Cache counters over the measured phase; `null` when the server runs without a cache. */
-  cache: { hits: number; misses: number; hitRate: number } | null
+  cache: { hits: number; misses: number; hitRate: number; coalesced: number } | null
   /** Queries that reached the origin during the measured phase. */
   origin: { reads: number; writes: number }
   /** True when `maxDurationMs` ended the run before `requests` were sent. */
@@ -295,7 +295,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   if (before.cache !== null && after.cache !== null) {
     const hits = after.cache.hits - before.cache.hits
     const misses = after.cache.misses - before.cache.misses
-    cache = { hits, misses, hitRate: hits + misses === 0 ? 0 : hits / (hits + misses) }
+    const coalesced = after.cache.coalesced - before.cache.coalesced
+    cache = { hits, misses, hitRate: hits + misses === 0 ? 0 : hits / (hits + misses), coalesced }
   }
   const requests = reads + writes
   return {

@@ -140,6 +140,7 @@ describe('getOrSet', () => {
     const values = await Promise.all(calls)
     expect(loader).toHaveBeenCalledTimes(1)
     expect(new Set(values)).toEqual(new Set(['value']))
+    expect(cache.stats()).toMatchObject({ misses: 1000, coalesced: 999, loads: 1 })
   })
 
   it('different keys load independently', async () => {

@@ -566,6 +566,7 @@ export class Cache {
       this.miss(key)
       const flight = s.flights.get(full)
       if (flight === undefined) return this.load(key, full, loader, plan, undefined, false)
+      s.metrics.coalesced++
       // A caller with its own hard timeout gets it even when joining a load another caller started.
       if (options?.hardTimeout === undefined) return flight.promise as Promise<T>
       return this.join(key, flight.promise as Promise<T>, plan.hardTimeout)

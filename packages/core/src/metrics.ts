@@ -7,6 +7,7 @@ export class Metrics {
   hits = 0
   misses = 0
   staleHits = 0
+  coalesced = 0
   sets = 0
   deletes = 0
   errors = 0
@@ -52,6 +53,7 @@ export class Metrics {
       misses: this.misses,
       hitRate: reads === 0 ? 0 : this.hits / reads,
       staleHits: this.staleHits,
+      coalesced: this.coalesced,
       sets: this.sets,
       deletes: this.deletes,
       evictions: sum(tiers, 'evictions'),

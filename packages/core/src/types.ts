@@ -117,6 +117,8 @@ export interface CacheStats {
   hitRate: number
   /** Stale values served (within grace). Counted in `hits` too. */
   staleHits: number
+  /** Misses that joined a load already running for the key (single-flight) instead of starting one. */
+  coalesced: number
   sets: number
   deletes: number
   evictions: number
