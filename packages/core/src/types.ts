@@ -49,14 +49,17 @@ export interface Store {
   stats?(): StoreStats
   /** Subscribes to evictions and expirations; returns the unsubscribe function. */
   onRemove?(listener: StoreListener): () => void
-  /** In-process stores answer synchronously; the cache uses these to skip a promise per call. */
+  /**
+   * In-process stores answer synchronously; the cache uses these to skip a promise per call. Sync reads return only
+   * live entries (before `staleUntil`): the cache does not check that again on its hot path.
+   */
   getSync?(key: string): StoredEntry | undefined
   setSync?(key: string, entry: StoredEntry): void
   deleteSync?(key: string): boolean
   /**
    * The cache's hot path, for in-process stores: `getSync(space + key)` without joining the strings, where `space`
    * is the joined key up to and including its first ':' (the cache's namespace prefix). The result may be an
-   * object the store reuses on the next call: read it at once.
+   * object the store reuses: it is valid until the next call into the store, so read it at once.
    */
   getSyncIn?(space: string, key: string): StoredEntry | undefined
   /** `setSync(space + key, entry)`, with `space` as for `getSyncIn`. */
