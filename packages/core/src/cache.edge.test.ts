@@ -78,7 +78,7 @@ describe('review: soft timeout counts one call once', () => {
 
 describe('review: close()', () => {
   // Regression: close() aborts only the loads still in `flights`. A load detached by a write/delete/clear/invalidateTags
-  // (recordInvalidation) keeps running: its signal is never aborted, its callers never get E_CLOSED (they hang if the
+  // (overtake) keeps running: its signal is never aborted, its callers never get E_CLOSED (they hang if the
   // loader ignores the signal) and its hardTimeout timer stays armed. Fix: keep every running load in a Set (added in
   // load(), removed in finish()) and abort that Set in close(), not `flights`.
   it('aborts loads detached by an invalidation too', async () => {
