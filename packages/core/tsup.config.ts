@@ -10,7 +10,8 @@ const shared: Options = {
 
 export default defineConfig([
   // The library: ESM and CommonJS.
-  { ...shared, entry: { index: 'src/index.ts' }, format: ['esm', 'cjs'] },
+  // splitting: one copy of shared modules (CacheError) across entry points, so `instanceof` holds in CJS too.
+  { ...shared, entry: { index: 'src/index.ts', codec: 'src/codec-entry.ts' }, format: ['esm', 'cjs'], splitting: true },
   // The conformance suite runs inside vitest, which is ESM-only: a CommonJS build could never load it.
   { ...shared, entry: { 'testing/index': 'src/testing/index.ts' }, format: ['esm'] },
 ])
