@@ -5,13 +5,18 @@ const shared: Options = {
   dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   target: 'node20',
-  external: ['vitest'],
+  external: ['vitest', 'ioredis', 'memjs'],
 }
 
 export default defineConfig([
   // The library: ESM and CommonJS.
   // splitting: one copy of shared modules (CacheError) across entry points, so `instanceof` holds in CJS too.
-  { ...shared, entry: { index: 'src/index.ts', codec: 'src/codec-entry.ts' }, format: ['esm', 'cjs'], splitting: true },
+  {
+    ...shared,
+    entry: { index: 'src/index.ts', codec: 'src/codec-entry.ts', redis: 'src/redis.ts', memcached: 'src/memcached.ts' },
+    format: ['esm', 'cjs'],
+    splitting: true,
+  },
   // The conformance suite runs inside vitest, which is ESM-only: a CommonJS build could never load it.
   { ...shared, entry: { 'testing/index': 'src/testing/index.ts' }, format: ['esm'] },
 ])
