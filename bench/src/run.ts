@@ -5,11 +5,15 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { c1 } from './c1.js'
+import { codec } from './codec.js'
 import { fixedClock } from './data.js'
 import { gcExposed, harnessOptions } from './harness.js'
+import { k1 } from './k1.js'
 import { m1 } from './m1.js'
 import { m2 } from './m2.js'
 import { memory } from './memory.js'
+import { r1 } from './r1.js'
+import { r2 } from './r2.js'
 import { type BenchResult, type RunReport, renderMarkdown, renderSummary, renderText } from './report.js'
 import { s1 } from './s1.js'
 
@@ -23,6 +27,10 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   C1: () => c1(opts),
   S1: () => s1(),
   MEM: () => memory(memRuns),
+  R1: () => r1(opts),
+  R2: () => r2(opts),
+  K1: () => k1(opts),
+  CODEC: () => codec(opts),
 }
 
 const asked = process.argv.slice(2).map((a) => a.toUpperCase())

@@ -26,4 +26,5 @@ export {
   type RespValue,
   redisCommand,
 } from './resp.js'
+export { type RedisSentinel, type RedisSentinelOptions, startRedisSentinel } from './sentinel.js'
 export { type ServerHandle, StartupError } from './server.js'
