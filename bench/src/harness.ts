@@ -201,3 +201,21 @@ export function summarise(values: readonly number[]): Stats {
   const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! }
 }
+
+/**
+ * Runs `op(n)` for n in [0, total) with `concurrency` calls in flight (each lane takes the next n when its call
+ * settles); resolves to how many calls returned true.
+ */
+export async function inLanes(
+  total: number,
+  concurrency: number,
+  op: (n: number) => Promise<boolean>,
+): Promise<number> {
+  let next = 0
+  let hits = 0
+  const lane = async (): Promise<void> => {
+    while (next < total) if (await op(next++)) hits++
+  }
+  await Promise.all(Array.from({ length: concurrency }, lane))
+  return hits
+}

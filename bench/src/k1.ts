@@ -2,7 +2,7 @@ import { defaultCodec, type MemcachedClient, memcachedStore } from '@cache/core/
 import { startMemcached } from '@cache/testing'
 import * as memjs from 'memjs'
 import { makeKeys, makeValues } from './data.js'
-import { type HarnessOptions, runThroughput, type ThroughputResult } from './harness.js'
+import { type HarnessOptions, inLanes, runThroughput, type ThroughputResult } from './harness.js'
 
 const KEYS = 1_000
 const CONCURRENCY = 100
@@ -97,19 +97,10 @@ export async function k1(opts: HarnessOptions): Promise<ThroughputResult> {
             kind: 'ours',
             expectPerPass: KEYS,
             async batch(passes) {
-              const total = passes * KEYS
-              let next = 0
-              let hits = 0
-              const lane = async (): Promise<void> => {
-                while (next < total) {
-                  const i = next++ % KEYS
-                  if ((await store.get(keys[i]!)) !== undefined) hits++
-                }
-              }
-              const lanes: Promise<void>[] = []
-              for (let l = 0; l < CONCURRENCY; l++) lanes.push(lane())
-              await Promise.all(lanes)
-              return hits
+              return inLanes(passes * KEYS, CONCURRENCY, async (n) => {
+                const i = n % KEYS
+                return (await store.get(keys[i]!)) !== undefined
+              })
             },
           },
           {
@@ -117,19 +108,10 @@ export async function k1(opts: HarnessOptions): Promise<ThroughputResult> {
             kind: 'ours',
             expectPerPass: KEYS,
             async batch(passes) {
-              const total = passes * KEYS
-              let next = 0
-              let hits = 0
-              const lane = async (): Promise<void> => {
-                while (next < total) {
-                  const i = next++ % KEYS
-                  if ((await cached.get(keys[i]!)) !== undefined) hits++
-                }
-              }
-              const lanes: Promise<void>[] = []
-              for (let l = 0; l < CONCURRENCY; l++) lanes.push(lane())
-              await Promise.all(lanes)
-              return hits
+              return inLanes(passes * KEYS, CONCURRENCY, async (n) => {
+                const i = n % KEYS
+                return (await cached.get(keys[i]!)) !== undefined
+              })
             },
           },
           {
@@ -137,20 +119,11 @@ export async function k1(opts: HarnessOptions): Promise<ThroughputResult> {
             kind: 'anchor',
             expectPerPass: KEYS,
             async batch(passes) {
-              const total = passes * KEYS
-              let next = 0
-              let hits = 0
-              const lane = async (): Promise<void> => {
-                while (next < total) {
-                  const i = next++ % KEYS
-                  const { value } = await rawClient.get(physical[i]!)
-                  if (value !== null && defaultCodec.decode(value) !== undefined) hits++
-                }
-              }
-              const lanes: Promise<void>[] = []
-              for (let l = 0; l < CONCURRENCY; l++) lanes.push(lane())
-              await Promise.all(lanes)
-              return hits
+              return inLanes(passes * KEYS, CONCURRENCY, async (n) => {
+                const i = n % KEYS
+                const { value } = await rawClient.get(physical[i]!)
+                return value !== null && defaultCodec.decode(value) !== undefined
+              })
             },
           },
         ],

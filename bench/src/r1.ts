@@ -2,7 +2,7 @@ import { defaultCodec, redisStore } from '@cache/core/redis'
 import { startRedis } from '@cache/testing'
 import { Redis, type RedisOptions } from 'ioredis'
 import { makeKeys, makeValues } from './data.js'
-import { type HarnessOptions, runThroughput, type ThroughputResult } from './harness.js'
+import { type HarnessOptions, inLanes, runThroughput, type ThroughputResult } from './harness.js'
 
 const KEYS = 1_000
 const CONCURRENCY = 100
@@ -74,19 +74,10 @@ export async function r1(opts: HarnessOptions): Promise<ThroughputResult> {
             kind: 'ours',
             expectPerPass: KEYS,
             async batch(passes) {
-              const total = passes * KEYS
-              let next = 0
-              let hits = 0
-              const lane = async (): Promise<void> => {
-                while (next < total) {
-                  const i = next++ % KEYS
-                  if ((await store.get(keys[i]!)) !== undefined) hits++
-                }
-              }
-              const lanes: Promise<void>[] = []
-              for (let l = 0; l < CONCURRENCY; l++) lanes.push(lane())
-              await Promise.all(lanes)
-              return hits
+              return inLanes(passes * KEYS, CONCURRENCY, async (n) => {
+                const i = n % KEYS
+                return (await store.get(keys[i]!)) !== undefined
+              })
             },
           },
           {
@@ -94,20 +85,11 @@ export async function r1(opts: HarnessOptions): Promise<ThroughputResult> {
             kind: 'anchor',
             expectPerPass: KEYS,
             async batch(passes) {
-              const total = passes * KEYS
-              let next = 0
-              let hits = 0
-              const lane = async (): Promise<void> => {
-                while (next < total) {
-                  const i = next++ % KEYS
-                  const bytes = await rawClient.getBuffer(keys[i]!)
-                  if (bytes !== null && defaultCodec.decode(bytes) !== undefined) hits++
-                }
-              }
-              const lanes: Promise<void>[] = []
-              for (let l = 0; l < CONCURRENCY; l++) lanes.push(lane())
-              await Promise.all(lanes)
-              return hits
+              return inLanes(passes * KEYS, CONCURRENCY, async (n) => {
+                const i = n % KEYS
+                const bytes = await rawClient.getBuffer(keys[i]!)
+                return bytes !== null && defaultCodec.decode(bytes) !== undefined
+              })
             },
           },
         ],

@@ -3,7 +3,7 @@ import { redisStore } from '@cache/core/redis'
 import { startRedis } from '@cache/testing'
 import { Redis } from 'ioredis'
 import { makeKeys, makeValues, type Value } from './data.js'
-import { type HarnessOptions, runThroughput, type ThroughputResult } from './harness.js'
+import { type HarnessOptions, inLanes, runThroughput, type ThroughputResult } from './harness.js'
 
 const KEYS = 1_000
 const CONCURRENCY = 100
@@ -46,19 +46,10 @@ export async function r2(opts: HarnessOptions): Promise<ThroughputResult> {
             kind: 'ours',
             expectPerPass: KEYS,
             async batch(passes) {
-              const total = passes * KEYS
-              let next = 0
-              let hits = 0
-              const lane = async (): Promise<void> => {
-                while (next < total) {
-                  const i = next++ % KEYS
-                  if ((await on.getOrSet(keys[i]!, loader)) !== undefined) hits++
-                }
-              }
-              const lanes: Promise<void>[] = []
-              for (let l = 0; l < CONCURRENCY; l++) lanes.push(lane())
-              await Promise.all(lanes)
-              return hits
+              return inLanes(passes * KEYS, CONCURRENCY, async (n) => {
+                const i = n % KEYS
+                return (await on.getOrSet(keys[i]!, loader)) !== undefined
+              })
             },
           },
           {
@@ -66,19 +57,10 @@ export async function r2(opts: HarnessOptions): Promise<ThroughputResult> {
             kind: 'anchor',
             expectPerPass: KEYS,
             async batch(passes) {
-              const total = passes * KEYS
-              let next = 0
-              let hits = 0
-              const lane = async (): Promise<void> => {
-                while (next < total) {
-                  const i = next++ % KEYS
-                  if ((await off.getOrSet(keys[i]!, loader)) !== undefined) hits++
-                }
-              }
-              const lanes: Promise<void>[] = []
-              for (let l = 0; l < CONCURRENCY; l++) lanes.push(lane())
-              await Promise.all(lanes)
-              return hits
+              return inLanes(passes * KEYS, CONCURRENCY, async (n) => {
+                const i = n % KEYS
+                return (await off.getOrSet(keys[i]!, loader)) !== undefined
+              })
             },
           },
         ],
