@@ -4,7 +4,7 @@
 // memcached's LRU reclaims it.
 
 import { Buffer } from 'node:buffer'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { Client, ClientOptions, ServerOptions } from 'memjs'
 import * as memjs from 'memjs'
 import { type Codec, defaultCodec } from '../codec.js'
@@ -59,6 +59,13 @@ export type MemcachedStoreOptions = MemcachedStoreClientOptions | MemcachedStore
 export const MEMCACHED_MAX_KEY_BYTES = 250
 /** Relative expiries above this many seconds are read by memcached as unix timestamps. */
 const MAX_RELATIVE_SECONDS = 2_592_000
+/** The largest expiry memcached's 32-bit field holds (a unix time in 2106). */
+const MAX_EXPIRY = 0xffff_ffff
+
+/** A generation: 64 random bits, base64url (no ':', '.', '#' or '|', which the key layout uses). */
+function newGeneration(): string {
+  return randomBytes(8).toString('base64url')
+}
 const DEFAULT_MAX_VALUE_BYTES = 1024 * 1024 - 1024
 const HASH_PREFIX = 'h:'
 
@@ -71,12 +78,18 @@ const tagGen = (tag: string): string => `@t:${tag}`
 // Spaces, C0/C1 control characters and DEL: memcached's text protocol cannot carry them in a key.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
 const UNSAFE_KEY = /[\u0000-\u0020\u007f-\u009f]/
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+const UTF16_HASH_PREFIX = 'u:'
 
 /**
  * The key memcached sees for `key`: itself when it is at most 250 bytes of UTF-8 without spaces or control
  * characters, else `'h:'` + the SHA-256 of the whole key (base64url, 45 bytes in all).
  */
 export function memcachedKey(key: string): string {
+  // UTF-8 turns every lone surrogate into U+FFFD, so such keys would collide: hash their UTF-16 code units instead.
+  if (LONE_SURROGATE.test(key)) {
+    return UTF16_HASH_PREFIX + createHash('sha256').update(Buffer.from(key, 'utf16le')).digest('base64url')
+  }
   if (key.length <= MEMCACHED_MAX_KEY_BYTES / 3 || Buffer.byteLength(key) <= MEMCACHED_MAX_KEY_BYTES) {
     if (!UNSAFE_KEY.test(key)) return key
   }
@@ -351,20 +364,22 @@ export class MemcachedStore implements Store {
     for (let attempt = 0; attempt < 3; attempt++) {
       const { value } = await this.client.get(wire)
       if (value !== null) return value.toString('latin1').trim()
-      // First use (or evicted): start at the clock in ms, above any value it held before unless it was bumped more
-      // than once per ms on average. `add` loses to a concurrent creator; then read theirs.
-      const initial = String(Date.now())
+      // First use (or evicted): a fresh random token, never one it held before (only equality is ever compared).
+      // `add` loses to a concurrent creator; then read theirs.
+      const initial = newGeneration()
       if (await this.client.add(wire, initial, { expires: 0 })) return initial
     }
     throw new CacheError('E_STORE_UNAVAILABLE', `memcachedStore: could not read generation ${describe(key)}`)
   }
 
-  /** Atomically moves a generation on, across every process sharing the server. */
+  /**
+   * Moves a generation on, across every process sharing the server: a fresh random token replaces it. Two bumps at
+   * once both leave a token neither reader saw before, and an evicted generation comes back as yet another token,
+   * so old entries can never become reachable again (counters could: an eviction restarts them).
+   */
   private async bump(key: string): Promise<void> {
     this.genCache.delete(key)
-    const wire = memcachedKey(key)
-    if (await this.client.add(wire, String(Date.now()), { expires: 0 })) return
-    await this.client.increment(wire, 1)
+    await this.client.set(memcachedKey(key), newGeneration(), { expires: 0 })
     this.genCache.delete(key)
   }
 
@@ -473,7 +488,9 @@ export class MemcachedStore implements Store {
       )
     }
     const seconds = Math.ceil(ms / 1000) + 1
-    const expires = seconds > MAX_RELATIVE_SECONDS ? Math.ceil(e.staleUntil / 1000) + 1 : seconds
+    let expires = seconds > MAX_RELATIVE_SECONDS ? Math.ceil(e.staleUntil / 1000) + 1 : seconds
+    // Beyond what memcached's 32-bit expiry can say (never, or after 2106): no expiry; reads still stop at staleUntil.
+    if (!Number.isFinite(expires) || expires > MAX_EXPIRY) expires = 0
     try {
       await this.client.set(wire, toBuffer(bytes), { expires })
     } catch (err) {

@@ -35,12 +35,27 @@ export type RedisStoreOptions = RedisStoreConnection & {
 const DEFAULT_TIMEOUT = 500
 const SCAN_COUNT = 1000
 const MAX_TAG_RETRIES = 5
+/** Past this many ms (about 31 700 years) an entry is stored without a TTL: Redis refuses expiries that overflow. */
+const MAX_TTL_MS = 1e15
+/** setTimeout cannot wait longer (it would fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+/** Keys per UNLINK / SREM: a spread of 100 000+ arguments would overflow the stack. */
+const CHUNK = 1000
 
 // SADD the key to a tag set and make the set live at least as long as the entry (PEXPIRE … GT needs Redis 7; this
-// works on every version). KEYS[1] tag set, ARGV[1] ttl ms, ARGV[2] member.
-const TAG_SCRIPT = `redis.call('SADD', KEYS[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+// works on every version). KEYS[1] tag set, ARGV[1] ttl ms (-1: the entry never expires), ARGV[2] member.
+// A set without a TTL stays without one: an entry that never expires is in it.
+const TAG_SCRIPT = `local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SADD', KEYS[1], ARGV[2])
+local want = tonumber(ARGV[1])
+if want < 0 then
+  redis.call('PERSIST', KEYS[1])
+elseif existed == 0 then
+  redis.call('PEXPIRE', KEYS[1], want)
+else
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl >= 0 and ttl < want then redis.call('PEXPIRE', KEYS[1], want) end
+end
 return 1`
 
 // Deletes KEYS[1] only while its bytes are still those we read (their SHA-1 in ARGV[1]): 1 deleted, 0 gone, -1
@@ -93,8 +108,11 @@ export class RedisStore implements Store {
       options.commandTimeout === undefined
         ? DEFAULT_TIMEOUT
         : parseDuration(options.commandTimeout, 'redisStore: commandTimeout')
-    if (!(this.timeout > 0)) {
-      throw new CacheError('E_INVALID_OPTION', `redisStore: commandTimeout must be > 0 (got ${describe(this.timeout)})`)
+    if (!(this.timeout > 0) || this.timeout > MAX_TIMER_MS) {
+      throw new CacheError(
+        'E_INVALID_OPTION',
+        `redisStore: commandTimeout must be > 0 and at most ${MAX_TIMER_MS} ms (got ${describe(this.timeout)})`,
+      )
     }
     this.tagPrefix = options.tagPrefix ?? '%tag:'
     if (options.client !== undefined) {
@@ -113,6 +131,7 @@ export class RedisStore implements Store {
   }
 
   async get(key: string): Promise<StoredEntry | undefined> {
+    this.checkOpen()
     const bytes = await this.deadline('GET', this.client.getBuffer(key))
     return bytes === null ? undefined : this.read(key, bytes)
   }
@@ -123,10 +142,12 @@ export class RedisStore implements Store {
   }
 
   async delete(key: string): Promise<boolean> {
+    this.checkOpen()
     return (await this.deadline('UNLINK', this.client.unlink(key))) > 0
   }
 
   async getMany(keys: readonly string[]): Promise<(StoredEntry | undefined)[]> {
+    this.checkOpen()
     if (keys.length === 0) return []
     const found: (Buffer | null)[] = new Array(keys.length).fill(null)
     const groups = this.bySlot(keys)
@@ -156,9 +177,10 @@ export class RedisStore implements Store {
   }
 
   async setMany(entries: readonly (readonly [string, StoredEntry])[]): Promise<void> {
+    this.checkOpen()
     if (entries.length === 0) return
-    const ops = entries.flatMap(([key, entry]) => this.writeOps(key, entry))
     if (this.cluster) {
+      const ops = entries.flatMap(([key, entry]) => this.writeOps(key, entry))
       // Each command goes to its own slot's node (pipelined there when auto-pipelining is on): never CROSSSLOT.
       await this.deadline('SET', Promise.all(ops.map((op) => op())))
       return
@@ -167,12 +189,10 @@ export class RedisStore implements Store {
   }
 
   async deleteMany(keys: readonly string[]): Promise<number> {
+    this.checkOpen()
     if (keys.length === 0) return 0
-    const groups = this.bySlot(keys)
-    const counts = await this.deadline(
-      'UNLINK',
-      Promise.all(groups.map((indexes) => this.client.unlink(...indexes.map((i) => keys[i]!)))),
-    )
+    const groups = this.bySlot(keys).flatMap((indexes) => chunks(indexes.map((i) => keys[i]!)))
+    const counts = await this.deadline('UNLINK', Promise.all(groups.map((group) => this.client.unlink(group))))
     return counts.reduce((a, b) => a + b, 0)
   }
 
@@ -244,7 +264,7 @@ export class RedisStore implements Store {
       Promise.all(
         tagList.map((tag, i) => {
           const members = membersOf[i]!.filter((k) => handled.has(k))
-          return members.length === 0 ? Promise.resolve(0) : this.client.srem(this.tagPrefix + tag, ...members)
+          return Promise.all(chunks(members).map((part) => this.client.srem(this.tagPrefix + tag, part)))
         }),
       ),
     )
@@ -315,7 +335,7 @@ export class RedisStore implements Store {
   private writeOps(key: string, entry: StoredEntry): (() => Promise<unknown>)[] {
     this.checkOpen()
     const bytes = this.encode(entry)
-    const ttl = entry.staleUntil === Number.POSITIVE_INFINITY ? undefined : Math.ceil(entry.staleUntil - Date.now())
+    const ttl = ttlOf(entry)
     if (ttl !== undefined && !(ttl > 0)) return [() => this.client.unlink(key)]
     const ops: (() => Promise<unknown>)[] = [
       ttl === undefined ? () => this.client.set(key, bytes) : () => this.client.set(key, bytes, 'PX', ttl),
@@ -332,7 +352,7 @@ export class RedisStore implements Store {
     const pipeline = (this.client as Redis).pipeline()
     for (const [key, entry] of entries) {
       const bytes = this.encode(entry)
-      const ttl = entry.staleUntil === Number.POSITIVE_INFINITY ? undefined : Math.ceil(entry.staleUntil - Date.now())
+      const ttl = ttlOf(entry)
       if (ttl !== undefined && !(ttl > 0)) {
         pipeline.unlink(key)
         continue
@@ -450,9 +470,26 @@ export class RedisStore implements Store {
         if (group === undefined) groups.set(slot, [key])
         else group.push(key)
       }
-      await this.deadline('UNLINK', Promise.all([...groups.values()].map((group) => node.unlink(...group))))
+      await this.deadline('UNLINK', Promise.all([...groups.values()].map((group) => node.unlink(group))))
     } while (cursor !== '0')
   }
+}
+
+/**
+ * Milliseconds the entry has left, rounded up (never a PX 0 for a live entry); `undefined` for no TTL at all: an
+ * entry that never expires, or one so far away that Redis would refuse the expiry. NaN and the past give <= 0 or NaN,
+ * which the callers treat as "delete".
+ */
+function ttlOf(entry: StoredEntry): number | undefined {
+  if (entry.staleUntil === Number.POSITIVE_INFINITY) return undefined
+  const ttl = Math.ceil(entry.staleUntil - Date.now())
+  return ttl > MAX_TTL_MS ? undefined : ttl
+}
+
+function chunks<T>(items: readonly T[]): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < items.length; i += CHUNK) out.push(items.slice(i, i + CHUNK))
+  return out
 }
 
 function isStored(value: unknown): value is Stored {
