@@ -1,6 +1,7 @@
 // Helpers shared by this package's tests (not part of the published API).
 import { expect } from 'vitest'
 import { CacheError, type CacheErrorCode } from './errors.js'
+import type { StoredEntry } from './types.js'
 
 /** A promise with its resolve and reject functions, to settle a loader when the test says so. */
 export function deferred<T>() {
@@ -62,4 +63,49 @@ export function random(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
+}
+
+const HOUR = 3_600_000
+
+/** A live entry written now: fresh for `freshMs`, gone after `staleMs` (default: as soon as it is stale). */
+export function liveEntry(
+  value: unknown,
+  fields: Partial<Omit<StoredEntry, 'value'>> = {},
+  freshMs = HOUR,
+  staleMs = freshMs,
+): StoredEntry {
+  const now = Date.now()
+  return { value, createdAt: now, freshUntil: now + freshMs, staleUntil: now + staleMs, ...fields }
+}
+
+/** What a promise rejects with, whatever it is; fails the test if it resolves. */
+export async function caught(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise
+  } catch (err) {
+    return err
+  }
+  throw new Error('expected a rejection')
+}
+
+/** Liveness: polls `check` every `everyMs` until it answers true; whether it did within `timeoutMs`. */
+export async function pollUntil(check: () => Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return true
+    if (Date.now() > end) return false
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+/** Liveness: whether `op` stops throwing within `timeoutMs`. */
+export function recovers(op: () => Promise<unknown>, timeoutMs = 5000): Promise<boolean> {
+  return pollUntil(
+    () =>
+      op().then(
+        () => true,
+        () => false,
+      ),
+    timeoutMs,
+  )
 }

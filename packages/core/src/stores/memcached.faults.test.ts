@@ -3,7 +3,7 @@ import { startFaultProxy, startMemcached } from '@cache/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCache } from '../cache.js'
 import { isCacheError } from '../errors.js'
-import type { StoredEntry } from '../types.js'
+import { liveEntry, recovers, caught as rejection } from '../test-helpers.js'
 import { memcachedStore } from './memcached.js'
 
 const unhandled: unknown[] = []
@@ -15,33 +15,7 @@ afterAll(() => {
   process.off('unhandledRejection', onUnhandled)
 })
 
-function entry(value: unknown): StoredEntry {
-  const now = Date.now()
-  return { value, createdAt: now, freshUntil: now + 60_000, staleUntil: now + 60_000 }
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection')
-}
-
-/** Polls until `op` succeeds; answers whether it did before `timeoutMs`. */
-async function recovers(op: () => Promise<unknown>, timeoutMs = 5000): Promise<boolean> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      await op()
-      return true
-    } catch {
-      if (Date.now() > end) return false
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
-}
+const entry = (value: unknown) => liveEntry(value, {}, 60_000)
 
 describe('memcachedStore on a failing server', () => {
   it('kill during a burst: every call settles, failures are E_STORE_UNAVAILABLE; restart: works again', async () => {

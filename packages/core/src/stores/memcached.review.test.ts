@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { createCache } from '../cache.js'
 import { defaultCodec } from '../codec.js'
 import { isCacheError } from '../errors.js'
+import { liveEntry, caught as rejection } from '../test-helpers.js'
 import type { StoredEntry } from '../types.js'
 import { type MemcachedClient, type MemcachedStore, memcachedKey, memcachedStore } from './memcached.js'
 
@@ -42,19 +43,7 @@ function ns(): string {
   return `r${process.pid}x${Date.now().toString(36)}x${run++}`
 }
 
-function entry(value: unknown, fields: Partial<Omit<StoredEntry, 'value'>> = {}): StoredEntry {
-  const now = Date.now()
-  return { value, createdAt: now, freshUntil: now + HOUR, staleUntil: now + HOUR, ...fields }
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection')
-}
+const entry = (value: unknown, fields: Partial<Omit<StoredEntry, 'value'>> = {}) => liveEntry(value, fields, HOUR)
 
 /** The generation token of the (single-level) namespace in a physical key `<g>|<ns>#<gen>:<rest>`. */
 function nsGen(physical: string): string {

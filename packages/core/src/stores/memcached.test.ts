@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCache } from '../cache.js'
 import { defaultCodec } from '../codec.js'
 import { isCacheError } from '../errors.js'
+import { liveEntry, pollUntil, caught as rejection } from '../test-helpers.js'
 import type { StoredEntry } from '../types.js'
 import { type MemcachedClient, type MemcachedStore, memcachedKey, memcachedStore } from './memcached.js'
 
@@ -39,28 +40,7 @@ function ns(): string {
   return `t${process.pid}x${Date.now().toString(36)}x${run++}`
 }
 
-function entry(value: unknown, fields: Partial<Omit<StoredEntry, 'value'>> = {}): StoredEntry {
-  const now = Date.now()
-  return { value, createdAt: now, freshUntil: now + HOUR, staleUntil: now + HOUR, ...fields }
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection')
-}
-
-async function pollUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    if (await check()) return true
-    if (Date.now() > end) return false
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
+const entry = (value: unknown, fields: Partial<Omit<StoredEntry, 'value'>> = {}) => liveEntry(value, fields, HOUR)
 
 describe('keys', () => {
   it('memcachedKey keeps short safe keys and hashes the others', () => {

@@ -1,6 +1,7 @@
 import { clusterNodeForKey, type RedisCluster, redisCommand, startRedisCluster } from '@cache/testing'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { liveEntry } from '../test-helpers.js'
 import { storeSuite } from '../testing/store-suite.js'
 import type { StoredEntry } from '../types.js'
 import { keySlot, redisStore } from './redis.js'
@@ -25,13 +26,7 @@ storeSuite('redisStore (cluster)', {
   keyPrefix: `redis-cluster-suite-${process.pid}`,
 })
 
-const entry = (value: unknown, fields: Partial<StoredEntry> = {}): StoredEntry => ({
-  value,
-  createdAt: Date.now(),
-  freshUntil: Date.now() + 60_000,
-  staleUntil: Date.now() + 120_000,
-  ...fields,
-})
+const entry = (value: unknown, fields: Partial<StoredEntry> = {}) => liveEntry(value, fields, 60_000, 120_000)
 
 describe('redisStore on a 3-master cluster', () => {
   const run = `c${process.pid}.${Date.now().toString(36)}`

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCache } from '../cache.js'
 import { isCacheError } from '../errors.js'
-import type { StoredEntry } from '../types.js'
+import { liveEntry } from '../test-helpers.js'
 import { type RedisStore, redisStore } from './redis.js'
 
 const DEADLINE = 250
@@ -22,12 +22,7 @@ afterAll(async () => {
   await server?.stop()
 })
 
-const entry = (value: unknown): StoredEntry => ({
-  value,
-  createdAt: Date.now(),
-  freshUntil: Date.now() + 60_000,
-  staleUntil: Date.now() + 120_000,
-})
+const entry = (value: unknown) => liveEntry(value, {}, 60_000, 120_000)
 const bytes = (i: number) => new Uint8Array([i & 0xff, (i >> 8) & 0xff])
 let n = 0
 const key = (s: string) => `f${process.pid}:${n++}:${s}`

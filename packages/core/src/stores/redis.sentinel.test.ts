@@ -4,7 +4,7 @@ import { type RedisSentinel, startRedisSentinel } from '@cache/testing'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isCacheError } from '../errors.js'
-import type { StoredEntry } from '../types.js'
+import { liveEntry } from '../test-helpers.js'
 import { type RedisStore, redisStore } from './redis.js'
 
 const DEADLINE = 300
@@ -21,12 +21,7 @@ afterAll(async () => {
   await setup?.stop()
 })
 
-const entry = (value: unknown): StoredEntry => ({
-  value,
-  createdAt: Date.now(),
-  freshUntil: Date.now() + 60_000,
-  staleUntil: Date.now() + 120_000,
-})
+const entry = (value: unknown) => liveEntry(value, {}, 60_000, 120_000)
 let n = 0
 const key = (s: string) => `s${process.pid}:${n++}:${s}`
 
