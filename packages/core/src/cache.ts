@@ -2,6 +2,7 @@ import { exactNow, nowNear } from './clock.js'
 import { type Duration, parseDuration, parseOptionalDuration } from './duration.js'
 import { CacheError, describe, isCacheError } from './errors.js'
 import { Metrics } from './metrics.js'
+import { MAX_TIMER_MS } from './stores/deadline.js'
 import { memoryStore } from './stores/memory.js'
 import type {
   CacheEventName,
@@ -108,8 +109,6 @@ type Invalidation = { kind: 'key'; key: string } | { kind: 'prefix'; prefix: str
 const DEFAULT_NAMESPACE = 'cache'
 /** Tag invalidations kept for running loads; past this, the oldest loads give up caching their result. */
 const MAX_LOG = 1024
-/** setTimeout cannot wait longer (it would fire at once): longer timeouts mean "no timer". */
-const MAX_TIMER_MS = 2 ** 31 - 1
 const DEFAULT_MAX_KEY_LENGTH = 1024
 const noop = () => {}
 

@@ -290,6 +290,10 @@ describe('clients', () => {
   it('rejects bad options', () => {
     expect(() => memcachedStore({} as never)).toThrow(/client|servers/)
     expect(() => memcachedStore({ servers: 'x:1', commandTimeout: 0 })).toThrow(/commandTimeout/)
+    // Longer than a timer can wait would become a 1 ms deadline: refused, like redisStore's.
+    expect(() => memcachedStore({ servers: 'x:1', commandTimeout: '30d' })).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_OPTION', message: expect.stringContaining('commandTimeout') }),
+    )
     expect(() => memcachedStore({ servers: 'x:1', maxValueBytes: -1 })).toThrow(/maxValueBytes/)
   })
 })

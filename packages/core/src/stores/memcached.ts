@@ -11,6 +11,7 @@ import { type Codec, defaultCodec } from '../codec.js'
 import { type Duration, parseDuration } from '../duration.js'
 import { CacheError, describe, isCacheError } from '../errors.js'
 import type { Store, StoredEntry } from '../types.js'
+import { parseCommandTimeout, withDeadline } from './deadline.js'
 
 /** A memjs client as `memjs.Client.create()` returns it (values in as string/Buffer, out as Buffer). */
 export type MemcachedClient = Client<string | Buffer, Buffer | null>
@@ -190,8 +191,7 @@ export class MemcachedStore implements Store {
     if (typeof options !== 'object' || options === null) {
       throw new CacheError('E_INVALID_OPTION', `memcachedStore: options must be an object (got ${describe(options)})`)
     }
-    this.timeoutMs = parseDuration(options.commandTimeout ?? '500ms', 'memcachedStore: commandTimeout')
-    if (this.timeoutMs <= 0) throw new CacheError('E_INVALID_OPTION', 'memcachedStore: commandTimeout must be > 0')
+    this.timeoutMs = parseCommandTimeout(options.commandTimeout, 'memcachedStore', '500ms')
     this.genCacheMs = parseDuration(options.generationCacheTime ?? 0, 'memcachedStore: generationCacheTime')
     const max = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES
     if (!Number.isSafeInteger(max) || max <= 0) {
@@ -310,33 +310,25 @@ export class MemcachedStore implements Store {
   /** Runs one store call under the deadline; every failure becomes a CacheError. */
   private run<T>(op: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new CacheError('E_CLOSED', `memcachedStore.${op}: the store is closed`))
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new CacheError(
-            'E_STORE_UNAVAILABLE',
-            `memcachedStore.${op}: no answer from memcached within ${this.timeoutMs} ms`,
-            { cause: new Error('command timeout') },
-          ),
-        )
-      }, this.timeoutMs)
-      let p: Promise<T>
-      try {
-        p = fn()
-      } catch (err) {
-        p = Promise.reject(err)
-      }
-      p.then(
-        (v) => {
-          clearTimeout(timer)
-          resolve(v)
-        },
-        (err: unknown) => {
-          clearTimeout(timer)
-          reject(unavailable(op, err))
-        },
-      )
-    })
+    let work: Promise<T>
+    try {
+      work = fn()
+    } catch (err) {
+      work = Promise.reject(err)
+    }
+    return withDeadline(
+      work,
+      this.timeoutMs,
+      () =>
+        new CacheError(
+          'E_STORE_UNAVAILABLE',
+          `memcachedStore.${op}: no answer from memcached within ${this.timeoutMs} ms`,
+          {
+            cause: new Error('command timeout'),
+          },
+        ),
+      (err) => unavailable(op, err),
+    )
   }
 
   /** Current values of the generation keys (each read once; missing ones are created). */

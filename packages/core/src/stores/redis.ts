@@ -5,9 +5,10 @@
 import { createHash } from 'node:crypto'
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis'
 import { type Codec, defaultCodec } from '../codec.js'
-import { type Duration, parseDuration } from '../duration.js'
+import type { Duration } from '../duration.js'
 import { CacheError, describe, isCacheError } from '../errors.js'
 import type { Store, StoredEntry } from '../types.js'
+import { parseCommandTimeout, withDeadline } from './deadline.js'
 
 /** Where the store gets its ioredis client: yours (never closed by the store) or one it makes (and closes). */
 export type RedisStoreConnection =
@@ -37,8 +38,6 @@ const SCAN_COUNT = 1000
 const MAX_TAG_RETRIES = 5
 /** Past this many ms (about 31 700 years) an entry is stored without a TTL: Redis refuses expiries that overflow. */
 const MAX_TTL_MS = 1e15
-/** setTimeout cannot wait longer (it would fire at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1
 /** Keys per UNLINK / SREM: a spread of 100 000+ arguments would overflow the stack. */
 const CHUNK = 1000
 
@@ -104,16 +103,7 @@ export class RedisStore implements Store {
     if (typeof this.codec?.encode !== 'function' || typeof this.codec.decode !== 'function') {
       throw new CacheError('E_INVALID_OPTION', 'redisStore: codec must have encode() and decode()')
     }
-    this.timeout =
-      options.commandTimeout === undefined
-        ? DEFAULT_TIMEOUT
-        : parseDuration(options.commandTimeout, 'redisStore: commandTimeout')
-    if (!(this.timeout > 0) || this.timeout > MAX_TIMER_MS) {
-      throw new CacheError(
-        'E_INVALID_OPTION',
-        `redisStore: commandTimeout must be > 0 and at most ${MAX_TIMER_MS} ms (got ${describe(this.timeout)})`,
-      )
-    }
+    this.timeout = parseCommandTimeout(options.commandTimeout, 'redisStore', DEFAULT_TIMEOUT)
     this.tagPrefix = options.tagPrefix ?? '%tag:'
     if (options.client !== undefined) {
       if (typeof options.client?.getBuffer !== 'function') {
@@ -306,29 +296,19 @@ export class RedisStore implements Store {
       work.catch(() => {})
       return Promise.reject(new CacheError('E_CLOSED', `redisStore '${this.name}' is closed`))
     }
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new CacheError('E_STORE_UNAVAILABLE', `redis: ${command} got no answer within ${this.timeout}ms`, {
-            cause: new Error(`timed out after ${this.timeout}ms (connection status: ${this.client.status})`),
-          }),
-        )
-      }, this.timeout)
-      work.then(
-        (value) => {
-          clearTimeout(timer)
-          resolve(value)
-        },
-        (err: unknown) => {
-          clearTimeout(timer)
-          if (isCacheError(err)) reject(err)
-          else {
-            const message = err instanceof Error ? err.message : String(err)
-            reject(new CacheError('E_STORE_UNAVAILABLE', `redis: ${command} failed: ${message}`, { cause: err }))
-          }
-        },
-      )
-    })
+    return withDeadline(
+      work,
+      this.timeout,
+      () =>
+        new CacheError('E_STORE_UNAVAILABLE', `redis: ${command} got no answer within ${this.timeout}ms`, {
+          cause: new Error(`timed out after ${this.timeout}ms (connection status: ${this.client.status})`),
+        }),
+      (err) => {
+        if (isCacheError(err)) return err
+        const message = err instanceof Error ? err.message : String(err)
+        return new CacheError('E_STORE_UNAVAILABLE', `redis: ${command} failed: ${message}`, { cause: err })
+      },
+    )
   }
 
   /** The commands that write one entry (SET or DEL, plus the tag sets), each as a thunk. */
