@@ -64,6 +64,93 @@ export interface Store {
   getSyncIn?(space: string, key: string): StoredEntry | undefined
   /** `setSync(space + key, entry)`, with `space` as for `getSyncIn`. */
   setSyncIn?(space: string, key: string, entry: StoredEntry): void
+  /**
+   * Cross-process mutual exclusion for one load (`getOrSet(…, { lock: true })`): tries once to take a lock named
+   * `key` for `ttlMs`. Resolves to the held lock, or `undefined` when another holder has it. Rejects when the store
+   * cannot answer (the cache then falls back to its in-process single-flight).
+   */
+  lock?(key: string, ttlMs: number): Promise<StoreLock | undefined>
+  /**
+   * A durable queue for write-behind, kept in this store (Redis: a stream with a consumer group), or `undefined`
+   * when the store cannot keep one. `name` is unique per cache namespace.
+   */
+  writeQueue?(name: string): WriteQueue | undefined
+}
+
+/** A lock taken through `Store.lock`. */
+export interface StoreLock {
+  /** Releases the lock if this holder still has it (compare-and-delete); never throws. */
+  release(): Promise<void>
+}
+
+/**
+ * What one cache instance tells the others through a bus. Keys, tags and prefixes are the stores' (namespace
+ * included). Values are never sent: a receiver drops its in-process copies and reads the shared tier again.
+ */
+export type BusMessage =
+  /** These keys were written or deleted. */
+  | { readonly kind: 'keys'; readonly keys: readonly string[] }
+  /** Entries carrying any of these tags were invalidated. */
+  | { readonly kind: 'tags'; readonly tags: readonly string[] }
+  /** Every key starting with `prefix` was cleared ('' = everything). */
+  | { readonly kind: 'clear'; readonly prefix: string }
+
+export interface BusHandlers {
+  /** A message from another instance (never one this bus published itself). */
+  message(message: BusMessage): void
+  /**
+   * Messages may have been lost (the subscription dropped, or came back after a gap): the receiver cannot know what
+   * changed, so it must drop every in-process copy it keeps. Called when the loss is detected and again once the
+   * subscription is back.
+   */
+  gap(): void
+}
+
+/**
+ * Carries invalidations between cache instances (see `redisBus` in `@cache/core/redis`). One bus may serve several
+ * caches of a process; each `subscribe` returns its own unsubscribe, and the bus frees its connection after the last.
+ */
+export interface Bus {
+  readonly name: string
+  /** Sends to every other subscribed instance. Rejects when the message could not be sent. */
+  publish(message: BusMessage): Promise<void>
+  /** Resolves once subscribed, to the unsubscribe function. */
+  subscribe(handlers: BusHandlers): Promise<() => Promise<void>>
+}
+
+/** One write waiting for the write-behind flush. */
+export interface WriteBehindItem {
+  /** The cache's namespace path ('app' or 'app.tenant:42'). */
+  readonly namespace: string
+  /** The key as the caller gave it (without namespace). */
+  readonly key: string
+  readonly value: unknown
+  /** Flushes tried and failed so far. */
+  readonly attempts: number
+  /** When `writeBehind` queued it, ms since the epoch. */
+  readonly queuedAt: number
+}
+
+/** A queue of write-behind items; ids are the queue's own. */
+export interface WriteQueue {
+  readonly name: string
+  /** Resolves once the items are durably queued (as durable as the queue is). */
+  push(items: readonly WriteBehindItem[]): Promise<void>
+  /**
+   * Takes up to `max` items for this consumer, including items other consumers took and left unacknowledged for
+   * longer than the queue's claim time (their process died). Resolves to [] when nothing is ready.
+   */
+  take(max: number): Promise<{ id: string; item: WriteBehindItem }[]>
+  /** The items are done (flushed, or moved elsewhere): remove them. */
+  ack(ids: readonly string[]): Promise<void>
+  /** Puts an item back for a later attempt (attempts already incremented) and acks `id`. */
+  retry(id: string, item: WriteBehindItem, notBefore: number): Promise<void>
+  /** Moves an item to the dead-letter list and acks `id`. */
+  dead(id: string, item: WriteBehindItem, error: string): Promise<void>
+  deadLetters(): Promise<{ item: WriteBehindItem; error: string }[]>
+  /** Items queued and not yet acknowledged (an estimate for remote queues). */
+  size(): Promise<number>
+  close?(): Promise<void>
 }
 
 /** Options that shape how long an entry lives. */
@@ -147,5 +234,10 @@ export interface CacheEvents {
   error: { key?: string; namespace: string; operation: string; error: Error }
   stale: { key: string; namespace: string; reason: 'grace' | 'error' | 'timeout' }
   load: { key: string; namespace: string; durationMs: number; ok: boolean; background: boolean }
+  /** A remote tier's circuit breaker changed state. */
+  breaker: { tier: string; state: BreakerState; reason: string }
+  /** A write-behind item gave up after its last attempt and went to the dead-letter list. */
+  deadLetter: { key: string; namespace: string; attempts: number; error: Error }
 }
+export type BreakerState = 'closed' | 'open' | 'half-open'
 export type CacheEventName = keyof CacheEvents
