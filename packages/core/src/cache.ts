@@ -4,7 +4,10 @@ import { CacheError, describe, isCacheError } from './errors.js'
 import { Metrics } from './metrics.js'
 import { MAX_TIMER_MS } from './stores/deadline.js'
 import { memoryStore } from './stores/memory.js'
+import { all, isDataError, isStore, Tier, type TierInput } from './tiers.js'
 import type {
+  Bus,
+  BusMessage,
   CacheEventName,
   CacheEvents,
   CacheStats,
@@ -12,13 +15,39 @@ import type {
   GetOrSetOptions,
   Loader,
   LoaderContext,
+  LockOptions,
   Store,
   StoredEntry,
+  StoreLock,
+  WriteBehindItem,
 } from './types.js'
+import { memoryQueue, parseWriteBehindOptions, WriteBehind, type WriteBehindOptions } from './write-behind.js'
 
 export interface CacheOptions {
-  /** Where entries live. Default: `memoryStore()` (LRU, 10 000 entries). */
+  /** Where entries live. Default: `memoryStore()` (LRU, 10 000 entries). Give `store` or `tiers`, not both. */
   store?: Store
+  /**
+   * Several stores, fastest first: `[memoryStore(), redisStore({ client })]`. Reads go down the tiers until one has
+   * a live entry and copy it into the faster ones (keeping its remaining TTL); writes and invalidations reach all.
+   * A tier may be `{ store, maxTtl, local }` (see `TierOptions`).
+   */
+  tiers?: readonly TierInput[]
+  /**
+   * Tells other instances what this one wrote or invalidated, and drops what they did from this instance's local
+   * tiers (see `redisBus` in `@cache/core/redis`). Needed as soon as several processes keep an in-process tier over
+   * a shared one. The cache subscribes at creation and unsubscribes on `close()`.
+   */
+  bus?: Bus
+  /**
+   * Default of getOrSet's `lock` (cross-process stampede protection through the first shared tier that can lock,
+   * e.g. Redis). Default false.
+   */
+  lock?: boolean | LockOptions
+  /**
+   * Read-through: the loader `get` (and `getMany`) use on a miss, so callers need not pass one. Namespaces inherit
+   * it unless they set their own (`cache.namespace(name, { loader })`).
+   */
+  loader?: ReadThroughLoader<unknown>
   /**
    * Every key and tag of this cache is prefixed with it, so `clear()` only ever touches this cache's keys, even in
    * a shared Redis. Default 'cache'.
@@ -36,10 +65,59 @@ export interface CacheOptions {
   hardTimeout?: Duration
   /** Default probabilistic early refresh of getOrSet. Default false. */
   earlyRefresh?: boolean | number
+  /**
+   * Write-behind (`cache.writeBehind()`): where queued writes go, in batches, with retries. The queue is durable
+   * when a shared tier can keep one (Redis: a stream), else in memory; `writeBehind.queue` overrides it.
+   */
+  writeBehind?: WriteBehindOptions
   /** Longest key accepted, in UTF-16 code units (namespace not included). Default 1024. */
   maxKeyLength?: number
   /** Time source (ms since epoch). Default `Date.now`. */
   clock?: () => number
+}
+
+/** A read-through loader: the key (as given, without namespace) and the usual loader context. */
+export type ReadThroughLoader<T> = (key: string, ctx: LoaderContext<T>) => T | Promise<T>
+
+export interface NamespaceOptions {
+  /** Read-through loader of this namespace (and its children), replacing the parent's. */
+  loader?: ReadThroughLoader<unknown>
+}
+
+export interface WarmValueItem extends EntryOptions {
+  key: string
+  value: unknown
+}
+export interface WarmLoaderItem extends GetOrSetOptions {
+  key: string
+  loader: Loader<unknown>
+}
+export type WarmItem = WarmValueItem | WarmLoaderItem
+/** The items to warm, or a function giving them (called on every scheduled run). */
+export type WarmItems = readonly WarmItem[] | (() => readonly WarmItem[] | Promise<readonly WarmItem[]>)
+
+export interface WarmOptions {
+  /** Loaders running at once. Default 4. */
+  concurrency?: number
+  /** Called after each item. */
+  onProgress?: (progress: { done: number; total: number; key: string; ok: boolean }) => void
+  /** Run loaders even for keys that are fresh already. Default false. */
+  force?: boolean
+  /** Run again on this schedule (until close() or `signal`). Default: once. */
+  every?: Duration
+  /** Stops the run (remaining items are left) and the schedule. */
+  signal?: AbortSignal
+}
+
+export interface WarmReport {
+  total: number
+  done: number
+  /** Items stored (a value set, or a loader run and cached). */
+  stored: number
+  /** Loader items already fresh (not run). */
+  skipped: number
+  failed: number
+  errors: { key: string; error: Error }[]
 }
 
 export interface SetManyItem<T = unknown> extends EntryOptions {
@@ -62,16 +140,41 @@ interface Plan {
   earlyRefresh: number
   /** Namespaced. */
   tags: readonly string[] | undefined
+  lock: { ttl: number; wait: number } | undefined
 }
 
-/** What a namespace shares with its root: the store, the in-flight loads, the counters and listeners. */
+/** What a namespace shares with its root: the tiers, the in-flight loads, the counters and listeners. */
 interface Shared {
-  store: Store
+  /** Every tier, fastest first. */
+  tiers: Tier[]
+  /** The first tier, when it answers synchronously (in-process): the hot path reads it without a promise. */
+  l1: Tier | undefined
+  /** The tiers read asynchronously, in order (all tiers after `l1`). */
+  remote: Tier[]
+  /** Tiers written first (in parallel), then `local`: a shared tier refusing a value keeps it out of L1 too. */
+  shared: Tier[]
+  /** Tiers private to this process: dropped on bus messages. */
+  local: Tier[]
+  /** The first shared tier that can lock, for `lock: true`. */
+  lockTier: Tier | undefined
   /** The cache made the store (the default memory store), so closing the cache closes it. */
   ownsStore: boolean
-  /** The store's synchronous path, `(namespace prefix, key)`, when it has one (in-process stores). */
+  /** L1's synchronous path, `(namespace prefix, key)`, when it has one (in-process stores). */
   getIn: ((space: string, key: string) => StoredEntry | undefined) | undefined
   setIn: ((space: string, key: string, entry: StoredEntry) => void) | undefined
+  /**
+   * Bumped by every write and invalidation, local or from the bus: a read of a slower tier copies its entry up only
+   * if nothing changed while it was in flight (else it could bring back what was just invalidated).
+   */
+  epoch: number
+  bus: Bus | undefined
+  /** Resolves to the bus's unsubscribe once subscribed. */
+  busSubscription: Promise<(() => Promise<void>) | undefined> | undefined
+  /** Callers waiting for another process's load of a key (woken by the bus, or by polling). */
+  waiters: Map<string, Set<() => void>>
+  /** Scheduled refreshes and warm-ups, stopped by close(). */
+  timers: Set<NodeJS.Timeout>
+  writeBehind: WriteBehind | undefined
   /** Exact time, for new entries and deadlines. */
   clock: () => number
   /** A time good enough to compare with one deadline: the hot path's clock (see clock.ts). */
@@ -102,6 +205,10 @@ interface Flight {
   logStart: number
   /** A write or invalidation touched the key after the load started: its result is returned, never cached. */
   overtaken: boolean
+  /** The value came from a shared tier (another process loaded it while this one waited on the lock). */
+  fromShared: StoredEntry | undefined
+  /** The cross-process lock this load holds, released once its result is written (or the load fails). */
+  lock: StoreLock | undefined
 }
 
 type Invalidation = { kind: 'key'; key: string } | { kind: 'prefix'; prefix: string } | { kind: 'tags'; tags: string[] }
@@ -110,6 +217,10 @@ const DEFAULT_NAMESPACE = 'cache'
 /** Tag invalidations kept for running loads; past this, the oldest loads give up caching their result. */
 const MAX_LOG = 1024
 const DEFAULT_MAX_KEY_LENGTH = 1024
+const DEFAULT_LOCK = { ttl: 10_000, wait: 10_000 }
+/** Polling of a shared tier while another process holds a load's lock: from this, doubling, up to the max. */
+const LOCK_POLL_MS = 5
+const LOCK_POLL_MAX_MS = 100
 const noop = () => {}
 
 /**
@@ -120,10 +231,36 @@ const noop = () => {}
  * const user = await cache.getOrSet(`users:${id}`, ({ signal }) => db.user(id, { signal }), { tags: [`user:${id}`] })
  */
 export function createCache(options: CacheOptions = {}): Cache {
+  if (options.store !== undefined && options.tiers !== undefined) {
+    throw new CacheError('E_INVALID_OPTION', 'give either `store` or `tiers`, not both')
+  }
+  if (options.tiers !== undefined && (!Array.isArray(options.tiers) || options.tiers.length === 0)) {
+    throw new CacheError(
+      'E_INVALID_OPTION',
+      `tiers must be a non-empty array of stores (got ${describe(options.tiers)})`,
+    )
+  }
+  if (options.store !== undefined && !isStore(options.store)) {
+    throw new CacheError('E_INVALID_OPTION', `store must implement the Store contract (got ${describe(options.store)})`)
+  }
   // The default store shares the cache's clock, so a test clock drives both.
-  const store = options.store ?? memoryStore(options.clock ? { clock: options.clock } : {})
-  if (typeof store?.get !== 'function' || typeof store.set !== 'function') {
-    throw new CacheError('E_INVALID_OPTION', `store must implement the Store contract (got ${describe(store)})`)
+  const inputs = options.tiers ?? [options.store ?? memoryStore(options.clock ? { clock: options.clock } : {})]
+  const metrics = new Metrics()
+  const tiers = inputs.map(
+    (input, i) =>
+      new Tier(input, i, (tier, state, reason) => {
+        if (metrics.has('breaker')) metrics.emit('breaker', { tier, state, reason })
+      }),
+  )
+  if (new Set(inputs.map((input) => (isStore(input) ? input : input?.store))).size !== tiers.length) {
+    throw new CacheError('E_INVALID_OPTION', 'the same store appears twice in tiers')
+  }
+  const bus = options.bus
+  if (bus !== undefined && (typeof bus?.publish !== 'function' || typeof bus.subscribe !== 'function')) {
+    throw new CacheError('E_INVALID_OPTION', `bus must implement the Bus contract (got ${describe(bus)})`)
+  }
+  if (options.loader !== undefined && typeof options.loader !== 'function') {
+    throw new CacheError('E_INVALID_OPTION', `loader must be a function (got ${describe(options.loader)})`)
   }
   const jitter = options.jitter ?? 0
   checkJitter(jitter)
@@ -131,12 +268,24 @@ export function createCache(options: CacheOptions = {}): Cache {
   if (!Number.isInteger(maxKeyLength) || maxKeyLength < 1) {
     throw new CacheError('E_INVALID_OPTION', `maxKeyLength must be an integer >= 1 (got ${describe(maxKeyLength)})`)
   }
-  const metrics = new Metrics()
+  const first = tiers[0]!
+  const l1 = syncGetter(first.store) !== undefined ? first : undefined
   const shared: Shared = {
-    store,
-    ownsStore: options.store === undefined,
-    getIn: syncGetter(store),
-    setIn: syncSetter(store),
+    tiers,
+    l1,
+    remote: l1 === undefined ? tiers : tiers.slice(1),
+    shared: tiers.filter((tier) => !tier.local),
+    local: tiers.filter((tier) => tier.local),
+    lockTier: tiers.find((tier) => !tier.local && typeof tier.store.lock === 'function'),
+    ownsStore: options.store === undefined && options.tiers === undefined,
+    getIn: l1 && syncGetter(l1.store),
+    setIn: l1 && syncSetter(l1.store),
+    epoch: 0,
+    bus,
+    busSubscription: undefined,
+    waiters: new Map(),
+    timers: new Set(),
+    writeBehind: undefined,
     clock: options.clock ?? exactNow,
     clockNear: options.clock ? () => (options.clock as () => number)() : nowNear,
     defaults: {
@@ -147,6 +296,7 @@ export function createCache(options: CacheOptions = {}): Cache {
       hardTimeout: parseOptionalDuration(options.hardTimeout, 'hardTimeout'),
       earlyRefresh: parseBeta(options.earlyRefresh),
       tags: undefined,
+      lock: parseLock(options.lock, undefined),
     },
     maxKeyLength,
     metrics,
@@ -156,12 +306,42 @@ export function createCache(options: CacheOptions = {}): Cache {
     closed: false,
     unsubscribe: noop,
   }
-  if (store.onRemove) {
-    shared.unsubscribe = store.onRemove((reason, key) => {
-      if (metrics.has(reason)) metrics.emit(reason, { key, tier: store.name })
+  const unsubscribes: (() => void)[] = []
+  for (const tier of tiers) {
+    const store = tier.store
+    if (!store.onRemove) continue
+    unsubscribes.push(
+      store.onRemove((reason, key) => {
+        if (metrics.has(reason)) metrics.emit(reason, { key, tier: tier.name })
+      }),
+    )
+  }
+  shared.unsubscribe = () => {
+    for (const off of unsubscribes) off()
+  }
+  const root = new Cache(shared, [options.namespace ?? DEFAULT_NAMESPACE], options.loader)
+  if (options.writeBehind !== undefined) {
+    parseWriteBehindOptions(options.writeBehind)
+    const name = `%wb:${root.storePrefix}`
+    const queue =
+      options.writeBehind.queue ??
+      tiers.find((tier) => !tier.local && tier.store.writeQueue)?.store.writeQueue?.(name) ??
+      memoryQueue()
+    shared.writeBehind = new WriteBehind(options.writeBehind, queue, {
+      deadLetter: (item, error) => {
+        if (metrics.has('deadLetter')) {
+          metrics.emit('deadLetter', { key: item.key, namespace: item.namespace, attempts: item.attempts, error })
+        }
+      },
+      error: (error) => {
+        metrics.errors++
+        if (metrics.has('error'))
+          metrics.emit('error', { namespace: root.namespaceName, operation: 'writeBehind', error })
+      },
     })
   }
-  return new Cache(shared, [options.namespace ?? DEFAULT_NAMESPACE])
+  if (bus !== undefined) root.attachBus(bus)
+  return root
 }
 
 /**
@@ -177,9 +357,11 @@ export class Cache {
   private readonly prefix: string
   /** Child namespaces start with it. */
   private readonly childPrefix: string
+  /** Read-through loader of this namespace, if any. */
+  private readonly loader: ReadThroughLoader<unknown> | undefined
 
   /** Use `createCache()`; a namespace view comes from `namespace()`. */
-  constructor(shared: Shared, path: readonly string[]) {
+  constructor(shared: Shared, path: readonly string[], loader?: ReadThroughLoader<unknown>) {
     for (const name of path) {
       if (typeof name !== 'string' || name.length === 0) {
         throw new CacheError('E_INVALID_OPTION', `namespace must be a non-empty string (got ${describe(name)})`)
@@ -187,10 +369,16 @@ export class Cache {
     }
     this.s = shared
     this.path = path
+    this.loader = loader
     this.namespaceName = path.join('.')
     const encoded = path.map(encodeSegment).join('.')
     this.prefix = `${encoded}:`
     this.childPrefix = `${encoded}.`
+  }
+
+  /** Every store key of this namespace starts with it (`<escaped namespace path>:`). */
+  get storePrefix(): string {
+    return this.prefix
   }
 
   /**
@@ -201,8 +389,11 @@ export class Cache {
    */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     this.checkKey(key)
+    const loader = this.loader
+    if (loader !== undefined) return this.getOrSet<T>(key, (ctx) => loader(key, ctx as LoaderContext<unknown>) as T)
     // No await between reading an in-process entry and using it: it may be the store's shared view.
-    const entry = this.s.getIn !== undefined ? this.readNow(key) : await this.read(key)
+    let entry = this.s.getIn !== undefined ? this.readNow(key) : undefined
+    if (entry === undefined && this.s.remote.length > 0) entry = await this.read(key)
     if (entry !== undefined && this.s.clockNear(entry.freshUntil) < entry.freshUntil) {
       const value = entry.value as T
       this.hit(key, false)
@@ -225,7 +416,7 @@ export class Cache {
     }
     const entry = this.makeEntry(value, this.plan(options), undefined, undefined)
     this.overtake({ kind: 'key', key: full })
-    await this.write(entry, key, true)
+    await this.write(entry, key, true, undefined)
   }
 
   /**
@@ -247,46 +438,51 @@ export class Cache {
       return Promise.reject(err)
     }
     // The hot path: no promise, no joined key, no allocation until the answer itself.
-    if (this.s.getIn !== undefined) return this.answer(key, this.readNow(key), loader, options)
+    if (this.s.getIn !== undefined) {
+      const entry = this.readNow(key)
+      if (entry !== undefined || this.s.remote.length === 0) return this.answer(key, entry, loader, options)
+    }
     return this.read(key).then((entry) => this.answer(key, entry, loader, options))
   }
 
   /** Fresh entry present? Counts nothing. */
   async has(key: string): Promise<boolean> {
     this.checkKey(key)
-    const entry = this.s.getIn !== undefined ? this.readNow(key) : await this.read(key)
+    let entry = this.s.getIn !== undefined ? this.readNow(key) : undefined
+    if (entry === undefined && this.s.remote.length > 0) entry = await this.read(key)
     return entry !== undefined && this.s.clockNear(entry.freshUntil) < entry.freshUntil
   }
 
-  /** Deletes one key; resolves to whether a live entry was there. */
+  /** Deletes one key from every tier; resolves to whether a live entry was there. */
   async delete(key: string): Promise<boolean> {
     const full = this.fullKey(key)
     this.overtake({ kind: 'key', key: full })
-    const store = this.s.store
-    let existed: boolean
-    try {
-      existed = store.deleteSync ? store.deleteSync(full) : await store.delete(full)
-    } catch (err) {
-      this.error('delete', err, key)
-      throw err
+    let existed = false
+    const failure = await this.everyTier((tier) => {
+      const store = tier.store
+      if (store.deleteSync) {
+        existed = store.deleteSync(full) || existed
+        return undefined
+      }
+      return store.delete(full).then((found) => {
+        existed = found || existed
+      })
+    })
+    await this.publish({ kind: 'keys', keys: [full] })
+    if (failure !== undefined) {
+      this.error('delete', failure.error, key)
+      throw failure.error
     }
     this.s.metrics.deletes++
     if (this.s.metrics.has('delete')) this.s.metrics.emit('delete', { key, namespace: this.namespaceName })
     return existed
   }
 
-  /** Fresh values for several keys, in order (`undefined` for each miss). */
+  /** Fresh values for several keys, in order (`undefined` for each miss). With a read-through loader, misses load. */
   async getMany<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
     const fulls = this.fullKeys(keys)
-    let entries: (StoredEntry | undefined)[]
-    try {
-      entries = this.s.store.getMany
-        ? await this.s.store.getMany(fulls)
-        : await Promise.all(fulls.map((full) => this.s.store.get(full)))
-    } catch (err) {
-      this.error('getMany', err)
-      entries = []
-    }
+    if (this.loader !== undefined) return Promise.all(keys.map((key) => this.get<T>(key)))
+    const entries = await this.readMany(keys, fulls)
     const now = this.s.clock()
     return keys.map((key, i) => {
       const entry = entries[i]
@@ -318,34 +514,46 @@ export class Cache {
       return [full, this.makeEntry(item.value, this.plan(merged), undefined, undefined), item.key]
     })
     for (const [full] of writes) this.overtake({ kind: 'key', key: full })
-    if (this.s.store.setMany) {
-      try {
-        await this.s.store.setMany(writes.map(([full, entry]) => [full, entry] as const))
-      } catch (err) {
-        // Some items may be stored, some not: the error says so, and none is counted as set.
-        this.error('setMany', err)
-        throw err
-      }
-      this.s.metrics.sets += writes.length
-      if (this.s.metrics.has('set'))
-        for (const [, , key] of writes) this.s.metrics.emit('set', { key, namespace: this.namespaceName })
-      return
+    const now = this.s.clock()
+    const write = async (tier: Tier) => {
+      const store = tier.store
+      const capped = writes.map(([full, entry]) => [full, tier.cap(entry, now)] as const)
+      if (store.setMany) await store.setMany(capped)
+      else for (const [full, entry] of capped) await store.set(full, entry)
     }
-    for (const [, entry, key] of writes) await this.write(entry, key, true)
+    // Shared tiers first: a value they refuse (too large, not serialisable) must not reach L1 either.
+    let failure = await this.tiersOf(this.s.shared, write)
+    if (failure === undefined || !isDataError(failure.error)) {
+      failure = (await this.tiersOf(this.s.local, write)) ?? failure
+    }
+    await this.publish({ kind: 'keys', keys: writes.map(([full]) => full) })
+    if (failure !== undefined) {
+      // Some items may be stored, some not: the error says so, and none is counted as set.
+      this.error('setMany', failure.error)
+      throw failure.error
+    }
+    this.s.metrics.sets += writes.length
+    if (this.s.metrics.has('set'))
+      for (const [, , key] of writes) this.s.metrics.emit('set', { key, namespace: this.namespaceName })
   }
 
   /** Deletes several keys; resolves to how many live entries were dropped. */
   async deleteMany(keys: readonly string[]): Promise<number> {
     const fulls = this.fullKeys(keys)
     for (const full of fulls) this.overtake({ kind: 'key', key: full })
-    const store = this.s.store
     let count = 0
-    try {
-      if (store.deleteMany) count = await store.deleteMany(fulls)
-      else for (const full of fulls) if (await store.delete(full)) count++
-    } catch (err) {
-      this.error('deleteMany', err)
-      throw err
+    const failure = await this.everyTier(async (tier) => {
+      const store = tier.store
+      let dropped = 0
+      if (store.deleteMany) dropped = await store.deleteMany(fulls)
+      else for (const full of fulls) if (await store.delete(full)) dropped++
+      // An entry may live in several tiers: the deepest count is the one that says what existed.
+      count = Math.max(count, dropped)
+    })
+    await this.publish({ kind: 'keys', keys: fulls })
+    if (failure !== undefined) {
+      this.error('deleteMany', failure.error)
+      throw failure.error
     }
     this.s.metrics.deletes += keys.length
     if (this.s.metrics.has('delete'))
@@ -381,6 +589,215 @@ export class Cache {
   }
 
   /**
+   * Write-through: writes `value` to the system of record with `write`, then to the cache (every tier, every
+   * instance). A failed `write` rejects with `E_WRITE_FAILED` (its error as `cause`) and leaves the cache untouched.
+   * If the source took the value but the cache could not, the key is deleted from the cache (so no tier keeps the
+   * old value) and the cache's error is thrown.
+   *
+   * @example
+   * await cache.writeThrough(`users:${id}`, user, (u) => db.users.update(id, u), { tags: [`user:${id}`] })
+   */
+  async writeThrough<T>(
+    key: string,
+    value: T,
+    write: (value: T, key: string) => unknown,
+    options?: EntryOptions,
+  ): Promise<void> {
+    this.fullKey(key)
+    if (value === undefined) {
+      throw new CacheError('E_INVALID_VALUE', `value for key ${describe(key)} is undefined; cache null instead`)
+    }
+    if (typeof write !== 'function') {
+      throw new CacheError('E_INVALID_OPTION', 'writeThrough needs a write function: (value, key) => Promise')
+    }
+    const plan = this.plan(options)
+    try {
+      await write(value, key)
+    } catch (err) {
+      const detail = err instanceof Error ? err.message : describe(err)
+      throw new CacheError('E_WRITE_FAILED', `write-through of key ${describe(key)} failed: ${detail}`, { cause: err })
+    }
+    const entry = this.makeEntry(value, plan, undefined, undefined)
+    this.overtake({ kind: 'key', key: this.prefix + key })
+    try {
+      await this.write(entry, key, true, undefined)
+    } catch (err) {
+      await this.delete(key).catch(noop)
+      throw err
+    }
+  }
+
+  /**
+   * Write-behind: stores `value` in the cache now and queues it for the cache's `writeBehind.flush`, which writes
+   * batches to the system of record later (retried with backoff, then dead-lettered; see `deadLetters()`). With a
+   * Redis tier the queue is a Redis Stream, so a process that dies before the flush loses no write: another instance
+   * flushes it. Needs `createCache({ writeBehind: { flush } })`.
+   *
+   * @example
+   * const cache = createCache({ tiers, writeBehind: { flush: (batch) => db.upsertMany(batch) } })
+   * await cache.writeBehind(`views:${id}`, count)
+   */
+  async writeBehind<T>(key: string, value: T, options?: EntryOptions): Promise<void> {
+    const runner = this.s.writeBehind
+    if (runner === undefined) {
+      this.checkKey(key)
+      throw new CacheError('E_INVALID_OPTION', 'writeBehind needs createCache({ writeBehind: { flush } })')
+    }
+    await this.set(key, value, options)
+    try {
+      await runner.enqueue([{ namespace: this.namespaceName, key, value }])
+    } catch (err) {
+      // Not queued: the source will never get it, so the cache must not claim it either.
+      await this.delete(key).catch(noop)
+      this.error('writeBehind', err, key)
+      throw err
+    }
+  }
+
+  /** Flushes the write-behind queue now (everything this process can take); resolves when it is drained. */
+  async flush(): Promise<void> {
+    this.checkOpen()
+    await this.s.writeBehind?.flush()
+  }
+
+  /** Write-behind items that failed every attempt, oldest first (kept by the queue, e.g. a Redis stream). */
+  async deadLetters(): Promise<{ item: WriteBehindItem; error: string }[]> {
+    return (await this.s.writeBehind?.deadLetters()) ?? []
+  }
+
+  /**
+   * Refresh-ahead for a named key: loads it now and again every `every`, in the background, so readers always find
+   * it fresh (keep `every` below the TTL). A failed refresh keeps the current value (reported as an `error` event).
+   * Each instance refreshes on its own schedule. Returns the function that stops it; `close()` stops all.
+   *
+   * @example
+   * const stop = cache.refresh('config', () => db.config(), { every: '30s', ttl: '1m' })
+   */
+  refresh<T>(key: string, loader: Loader<T>, options: GetOrSetOptions & { every: Duration }): () => void {
+    const full = this.fullKey(key)
+    if (typeof loader !== 'function') throw new CacheError('E_INVALID_OPTION', 'refresh needs a loader function')
+    const every = parseDuration(options?.every, 'every')
+    if (!(every > 0) || every > MAX_TIMER_MS) {
+      throw new CacheError('E_INVALID_OPTION', `refresh: every must be > 0 and at most ${MAX_TIMER_MS} ms`)
+    }
+    const { every: _, ...rest } = options
+    // A scheduled refresh replaces a fresh value on purpose: another process's copy must not stand in for it.
+    const plan = { ...this.plan(rest), lock: undefined }
+    const s = this.s
+    let timer: NodeJS.Timeout | undefined
+    let stopped = false
+    const run = () => {
+      if (stopped || s.closed) return
+      if (!s.flights.has(full)) this.load(key, full, loader, plan, undefined, true).catch(noop)
+      timer = setTimeout(run, every)
+      timer.unref()
+      s.timers.add(timer)
+    }
+    run()
+    return () => {
+      stopped = true
+      if (timer !== undefined) {
+        clearTimeout(timer)
+        s.timers.delete(timer)
+      }
+    }
+  }
+
+  /**
+   * Warms the cache: stores the given values and runs the given loaders (`concurrency` at a time), reporting
+   * progress. Items with a loader are skipped when already fresh unless `force`. With `every`, it runs again on that
+   * schedule until `close()` or `signal` aborts (items may then be a function, called on each run). Resolves to
+   * the first run's report; failures are in the report, never thrown.
+   *
+   * @example
+   * await cache.warm(top100.map((id) => ({ key: `product:${id}`, loader: () => db.product(id) })), {
+   *   concurrency: 8, onProgress: ({ done, total }) => log.info(`warm ${done}/${total}`),
+   * })
+   */
+  async warm(items: WarmItems, options: WarmOptions = {}): Promise<WarmReport> {
+    this.checkOpen()
+    const concurrency = options.concurrency ?? 4
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new CacheError(
+        'E_INVALID_OPTION',
+        `warm: concurrency must be an integer >= 1 (got ${describe(concurrency)})`,
+      )
+    }
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+      throw new CacheError('E_INVALID_OPTION', 'warm: onProgress must be a function')
+    }
+    const every = options.every === undefined ? undefined : parseDuration(options.every, 'every')
+    if (every !== undefined && (!(every > 0) || every > MAX_TIMER_MS)) {
+      throw new CacheError('E_INVALID_OPTION', `warm: every must be > 0 and at most ${MAX_TIMER_MS} ms`)
+    }
+    const first = await this.warmOnce(items, concurrency, options)
+    if (every !== undefined) {
+      const s = this.s
+      const again = () => {
+        if (s.closed || options.signal?.aborted) return
+        const timer = setTimeout(() => {
+          s.timers.delete(timer)
+          this.warmOnce(items, concurrency, options)
+            .catch((err: unknown) => this.error('warm', err))
+            .finally(again)
+        }, every)
+        timer.unref()
+        s.timers.add(timer)
+      }
+      again()
+    }
+    return first
+  }
+
+  private async warmOnce(items: WarmItems, concurrency: number, options: WarmOptions): Promise<WarmReport> {
+    const list = typeof items === 'function' ? await items() : items
+    if (!Array.isArray(list)) {
+      throw new CacheError('E_INVALID_VALUE', `warm takes an array of { key, value } or { key, loader } items`)
+    }
+    const report: WarmReport = { total: list.length, done: 0, stored: 0, skipped: 0, failed: 0, errors: [] }
+    let next = 0
+    const one = async (item: WarmItem): Promise<void> => {
+      let outcome: 'stored' | 'skipped' | Error
+      try {
+        if (item === null || typeof item !== 'object') {
+          throw new CacheError(
+            'E_INVALID_VALUE',
+            `warm item must be { key, value } or { key, loader } (got ${describe(item)})`,
+          )
+        }
+        if ('loader' in item && typeof item.loader === 'function') {
+          const { key, loader, ...rest } = item
+          if (!options.force && (await this.has(key))) outcome = 'skipped'
+          else {
+            const full = this.fullKey(key)
+            const running = this.s.flights.get(full)
+            await (running?.promise ?? this.load(key, full, loader, this.plan(rest), undefined, true))
+            outcome = 'stored'
+          }
+        } else {
+          const { key, value, ...rest } = item as WarmValueItem
+          await this.set(key, value, rest)
+          outcome = 'stored'
+        }
+      } catch (err) {
+        outcome = err instanceof Error ? err : new CacheError('E_LOADER_ERROR', describe(err), { cause: err })
+      }
+      report.done++
+      const key = String((item as WarmItem | null)?.key)
+      if (outcome instanceof Error) {
+        report.failed++
+        report.errors.push({ key, error: outcome })
+      } else report[outcome]++
+      options.onProgress?.({ done: report.done, total: report.total, key, ok: !(outcome instanceof Error) })
+    }
+    const lanes = Array.from({ length: Math.min(concurrency, list.length) }, async () => {
+      while (next < list.length && !options.signal?.aborted && !this.s.closed) await one(list[next++]!)
+    })
+    await Promise.all(lanes)
+    return report
+  }
+
+  /**
    * Drops every entry of this namespace carrying one of the tags. Tags are scoped to the namespace that wrote them.
    *
    * @example
@@ -391,12 +808,21 @@ export class Cache {
     if (!Array.isArray(tags)) throw new CacheError('E_INVALID_VALUE', `tags must be an array (got ${describe(tags)})`)
     const full = this.fullTags(tags)
     if (full.length === 0) return 0
-    const store = this.s.store
-    if (!store.deleteTagged) {
-      throw new CacheError('E_UNSUPPORTED', `store '${store.name}' does not support tags (no deleteTagged)`)
+    const lacking = this.s.tiers.find((tier) => typeof tier.store.deleteTagged !== 'function')
+    if (lacking !== undefined) {
+      throw new CacheError('E_UNSUPPORTED', `store '${lacking.name}' does not support tags (no deleteTagged)`)
     }
     this.overtake({ kind: 'tags', tags: full })
-    return store.deleteTagged(full)
+    let count = 0
+    const failure = await this.everyTier(async (tier) => {
+      count = Math.max(count, await tier.store.deleteTagged!(full))
+    })
+    await this.publish({ kind: 'tags', tags: full })
+    if (failure !== undefined) {
+      this.error('invalidateTags', failure.error)
+      throw failure.error
+    }
+    return count
   }
 
   /**
@@ -408,22 +834,40 @@ export class Cache {
    * const tenant = cache.namespace(`tenant:${tenantId}`)
    * await tenant.clear() // the whole tenant, nothing else
    */
-  namespace(name: string): Cache {
-    return new Cache(this.s, [...this.path, name])
+  namespace(name: string, options?: NamespaceOptions): Cache {
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw new CacheError('E_INVALID_OPTION', `namespace options must be an object (got ${describe(options)})`)
+    }
+    const loader = options?.loader
+    if (loader !== undefined && typeof loader !== 'function') {
+      throw new CacheError('E_INVALID_OPTION', `namespace loader must be a function (got ${describe(loader)})`)
+    }
+    return new Cache(this.s, [...this.path, name], loader ?? this.loader)
   }
 
-  /** Drops every key of this namespace and of its child namespaces; nothing outside it. */
+  /**
+   * Drops every key of this namespace and of its child namespaces, in every tier and (through the bus) every
+   * instance; nothing outside it. On a tenant's namespace this deletes the tenant.
+   */
   async clear(): Promise<void> {
     this.checkOpen()
     this.overtake({ kind: 'prefix', prefix: this.prefix })
     this.overtake({ kind: 'prefix', prefix: this.childPrefix })
-    await this.s.store.clear(this.prefix)
-    await this.s.store.clear(this.childPrefix)
+    const failure = await this.everyTier(async (tier) => {
+      await tier.store.clear(this.prefix)
+      await tier.store.clear(this.childPrefix)
+    })
+    await this.publish({ kind: 'clear', prefix: this.prefix })
+    await this.publish({ kind: 'clear', prefix: this.childPrefix })
+    if (failure !== undefined) {
+      this.error('clear', failure.error)
+      throw failure.error
+    }
   }
 
   /** Counters since creation, shared by all namespaces of this cache, plus each tier's own. */
   stats(): CacheStats {
-    return this.s.metrics.snapshot([this.s.store])
+    return this.s.metrics.snapshot(this.s.tiers.map((tier) => tier.stats()))
   }
 
   /**
@@ -447,10 +891,56 @@ export class Cache {
     if (s.closed) return
     s.closed = true
     s.unsubscribe()
+    for (const timer of s.timers) clearTimeout(timer)
+    s.timers.clear()
+    // Queued writes reach the sink before anything else stops; a failure is reported, and close goes on.
+    if (s.writeBehind !== undefined) {
+      try {
+        await s.writeBehind.close()
+      } catch (err) {
+        this.error('writeBehind', err)
+      }
+    }
     const closed = new CacheError('E_CLOSED', 'the cache was closed while this loader ran')
     for (const flight of [...s.running]) flight.controller.abort(closed)
     s.flights.clear()
-    if (s.ownsStore) await s.store.close?.()
+    for (const wake of [...s.waiters.values()].flatMap((set) => [...set])) wake()
+    const unsubscribe = await s.busSubscription
+    if (unsubscribe !== undefined) {
+      try {
+        await unsubscribe()
+      } catch (err) {
+        this.error('close', err)
+      }
+    }
+    if (s.ownsStore) await s.tiers[0]!.store.close?.()
+  }
+
+  /**
+   * Subscribes the cache to the bus: what other instances write or invalidate is dropped from the local tiers.
+   * Until the subscription stands, and after any gap in it, the local tiers may hold what another instance has
+   * since invalidated: they are cleared of this cache's keys at both edges.
+   * @internal
+   */
+  attachBus(bus: Bus): void {
+    const s = this.s
+    const handlers = {
+      message: (message: BusMessage) => this.received(message),
+      gap: () => this.dropLocal(),
+    }
+    s.busSubscription = bus.subscribe(handlers).then(
+      (unsubscribe) => {
+        this.dropLocal()
+        if (!s.closed) return unsubscribe
+        unsubscribe().catch((err: unknown) => this.error('close', err))
+        return undefined
+      },
+      (err: unknown) => {
+        // Without a subscription this instance cannot hear invalidations: say so loudly; the caches still work.
+        this.error('subscribe', err)
+        return undefined
+      },
+    )
   }
 
   // ---- internals ----
@@ -491,24 +981,113 @@ export class Cache {
    * into the store: use it before anything else runs (no await, no listener in between).
    */
   private readNow(key: string): StoredEntry | undefined {
+    const l1 = this.s.l1!
     try {
-      return this.s.getIn!(this.prefix, key)
+      const entry = this.s.getIn!(this.prefix, key)
+      if (entry === undefined) l1.misses++
+      else l1.hits++
+      return entry
     } catch (err) {
+      l1.errors++
       this.error('get', err, key)
       return undefined
     }
   }
 
-  /** Reads one entry from the store; a failing store counts as a miss (fail-open) and is reported as an error. */
+  /**
+   * Reads one entry from the asynchronous tiers, in order, and copies a live one into the tiers above. A failing
+   * tier counts as a miss there (fail-open): it is reported as an error and the next tier is asked.
+   */
   private async read(key: string): Promise<StoredEntry | undefined> {
-    try {
-      const entry = await this.s.store.get(this.prefix + key)
-      if (entry !== undefined && this.s.clockNear(entry.staleUntil) >= entry.staleUntil) return undefined
-      return entry
-    } catch (err) {
-      this.error('get', err, key)
-      return undefined
+    const s = this.s
+    const full = this.prefix + key
+    const epoch = s.epoch
+    for (let i = 0; i < s.remote.length; i++) {
+      const tier = s.remote[i]!
+      let entry: StoredEntry | undefined
+      try {
+        entry = await tier.store.get(full)
+      } catch (err) {
+        tier.errors++
+        this.error('get', err, key)
+        continue
+      }
+      if (entry !== undefined && s.clockNear(entry.staleUntil) < entry.staleUntil) {
+        tier.hits++
+        if (s.epoch === epoch && !s.closed) this.backfill(full, key, entry, i)
+        return entry
+      }
+      tier.misses++
     }
+    return undefined
+  }
+
+  /** Copies an entry found in `remote[found]` into every faster tier, keeping its times (its remaining TTL). */
+  private backfill(full: string, key: string, entry: StoredEntry, found: number): void {
+    const s = this.s
+    const now = s.clock()
+    if (s.l1 !== undefined) {
+      try {
+        s.setIn!(this.prefix, key, s.l1.cap(entry, now))
+      } catch (err) {
+        s.l1.errors++
+        this.error('backfill', err, key)
+      }
+    }
+    for (let i = 0; i < found; i++) {
+      const tier = s.remote[i]!
+      tier.store.set(full, tier.cap(entry, now)).catch((err: unknown) => {
+        tier.errors++
+        this.error('backfill', err, key)
+      })
+    }
+  }
+
+  /** `read` for several keys: each tier is asked (in one batch call when it can) only for what the faster missed. */
+  private async readMany(keys: readonly string[], fulls: string[]): Promise<(StoredEntry | undefined)[]> {
+    const s = this.s
+    const entries: (StoredEntry | undefined)[] = new Array(fulls.length).fill(undefined)
+    let missing = fulls.map((_, i) => i)
+    const epoch = s.epoch
+    for (let t = 0; t < s.tiers.length && missing.length > 0; t++) {
+      const tier = s.tiers[t]!
+      const store = tier.store
+      const wanted = missing.map((i) => fulls[i]!)
+      let found: (StoredEntry | undefined)[]
+      try {
+        found = store.getMany ? await store.getMany(wanted) : await Promise.all(wanted.map((full) => store.get(full)))
+      } catch (err) {
+        tier.errors++
+        this.error('getMany', err)
+        continue
+      }
+      const now = s.clock()
+      const still: number[] = []
+      missing.forEach((index, j) => {
+        const entry = found[j]
+        if (entry !== undefined && now < entry.staleUntil) {
+          entries[index] = entry
+          tier.hits++
+        } else {
+          tier.misses++
+          still.push(index)
+        }
+      })
+      if (t > 0 && s.epoch === epoch && !s.closed) {
+        for (const index of missing) {
+          const entry = entries[index]
+          if (entry !== undefined) this.backfillAbove(t, fulls[index]!, keys[index]!, entry)
+        }
+      }
+      missing = still
+    }
+    return entries
+  }
+
+  /** `backfill` from `tiers[t]` (an index in all tiers, not only the remote ones). */
+  private backfillAbove(t: number, full: string, key: string, entry: StoredEntry): void {
+    const found = this.s.l1 !== undefined ? t - 1 : t
+    this.backfill(full, key, entry, found)
   }
 
   /**
@@ -530,6 +1109,7 @@ export class Cache {
         options.hardTimeout === undefined ? d.hardTimeout : parseDuration(options.hardTimeout, 'hardTimeout'),
       earlyRefresh: options.earlyRefresh === undefined ? d.earlyRefresh : parseBeta(options.earlyRefresh),
       tags: options.tags === undefined ? undefined : this.fullTags(options.tags),
+      lock: options.lock === undefined ? d.lock : parseLock(options.lock, d.lock),
     }
   }
 
@@ -643,6 +1223,8 @@ export class Cache {
       controller,
       logStart: s.log.length,
       overtaken: false,
+      fromShared: undefined,
+      lock: undefined,
     }
 
     const run = new Promise<T>((resolve, reject) => {
@@ -652,11 +1234,12 @@ export class Cache {
         const ms = plan.hardTimeout
         timer = startTimer(() => controller.abort(loaderTimeout(key, ms)), ms)
       }
-      try {
-        Promise.resolve(loader(ctx)).then(resolve, (err) => reject(loaderError(key, err)))
-      } catch (err) {
-        reject(loaderError(key, err))
-      }
+      const lockTier = plan.lock === undefined ? undefined : s.lockTier
+      const work =
+        lockTier === undefined
+          ? callLoader(key, loader, ctx)
+          : this.lockedLoad(key, full, loader, ctx, plan.lock!, lockTier, flight)
+      work.then(resolve, reject)
     })
 
     const finish = () => {
@@ -666,15 +1249,22 @@ export class Cache {
       // The log serves running loads only: empty it with the last one, and keep it short while loads overlap.
       if (s.running.size === 0) s.log.length = 0
       else if (s.log.length > MAX_LOG) this.compactLog()
+      // Released only now, after the write: a waiter in another process must find the value, not a free lock.
+      flight.lock?.release().catch(noop)
     }
     const promise = run.then(
       async (value) => {
+        if (flight.fromShared !== undefined) {
+          // Another process loaded it (and lockedLoad copied it up): nothing ran here.
+          finish()
+          return value
+        }
         const durationMs = performance.now() - started
         this.loaded(key, durationMs, true, background)
         if (value !== undefined && !ctx.skipped && !s.closed && !this.invalidatedSince(flight)) {
           try {
             const entry = this.makeEntry(value, plan, ctx, durationMs)
-            if (!this.invalidatedSince(flight, entry.tags)) await this.write(entry, key, false)
+            if (!this.invalidatedSince(flight, entry.tags)) await this.write(entry, key, false, flight)
           } catch (err) {
             // The value is good, only caching it failed (too large, bad ctx.ttl, store down): callers still get it.
             this.error('set', err, key)
@@ -714,17 +1304,256 @@ export class Cache {
     return { value, createdAt: now, freshUntil: now + ttl, staleUntil: now + ttl + grace, tags, cost }
   }
 
-  private async write(entry: StoredEntry, key: string, rethrow: boolean): Promise<void> {
-    try {
-      if (this.s.setIn !== undefined) this.s.setIn(this.prefix, key, entry)
-      else await this.s.store.set(this.prefix + key, entry)
-    } catch (err) {
-      this.error('set', err, key)
-      if (rethrow) throw err
+  /**
+   * Writes an entry to every tier: the shared ones first (in parallel), then the local ones, so a value a shared
+   * tier refuses (too large, not serialisable) reaches no tier. When a shared tier is unreachable the local tiers
+   * still get the value (this process keeps answering), and the failure is reported (and thrown when `rethrow`).
+   * A load's write stops before the local tiers when a newer write overtook it meanwhile.
+   */
+  private async write(entry: StoredEntry, key: string, rethrow: boolean, flight: Flight | undefined): Promise<void> {
+    const s = this.s
+    const full = this.prefix + key
+    let failure: { error: unknown } | undefined
+    if (s.shared.length > 0) {
+      const now = s.clock()
+      failure = await this.tiersOf(s.shared, (tier) => tier.store.set(full, tier.cap(entry, now)))
+    }
+    if ((failure === undefined || !isDataError(failure.error)) && flight?.overtaken !== true) {
+      const now = s.clock()
+      for (const tier of s.local) {
+        try {
+          if (tier === s.l1) s.setIn!(this.prefix, key, tier.cap(entry, now))
+          else await tier.store.set(full, tier.cap(entry, now))
+        } catch (err) {
+          tier.errors++
+          failure ??= { error: err }
+        }
+      }
+    }
+    if (s.bus !== undefined && (failure === undefined || !isDataError(failure.error))) {
+      await this.publish({ kind: 'keys', keys: [full] })
+    }
+    if (failure !== undefined) {
+      this.error('set', failure.error, key)
+      if (rethrow) throw failure.error
       return
     }
-    this.s.metrics.sets++
-    if (this.s.metrics.has('set')) this.s.metrics.emit('set', { key, namespace: this.namespaceName })
+    s.metrics.sets++
+    if (s.metrics.has('set')) s.metrics.emit('set', { key, namespace: this.namespaceName })
+  }
+
+  /** Copies an entry another process stored into the local tiers (no publish: nothing changed in shared ones). */
+  private copyUp(full: string, key: string, entry: StoredEntry): void {
+    const s = this.s
+    const now = s.clock()
+    for (const tier of s.local) {
+      const capped = tier.cap(entry, now)
+      try {
+        if (tier === s.l1) s.setIn!(this.prefix, key, capped)
+        else tier.store.set(full, capped).catch((err: unknown) => this.error('backfill', err, key))
+      } catch (err) {
+        this.error('backfill', err, key)
+      }
+    }
+  }
+
+  /**
+   * Runs `call` on every tier at once; resolves (never rejects) to the first failure, after all have settled. A
+   * failing tier's error count goes up.
+   */
+  private everyTier(call: (tier: Tier) => Promise<unknown> | undefined): Promise<{ error: unknown } | undefined> {
+    return this.tiersOf(this.s.tiers, call)
+  }
+
+  private async tiersOf(
+    tiers: readonly Tier[],
+    call: (tier: Tier) => Promise<unknown> | undefined,
+  ): Promise<{ error: unknown } | undefined> {
+    let failure: { error: unknown } | undefined
+    const pending: Promise<unknown>[] = []
+    for (const tier of tiers) {
+      const fail = (err: unknown) => {
+        tier.errors++
+        failure ??= { error: err }
+      }
+      try {
+        const result = call(tier)
+        if (result !== undefined) pending.push(result.catch(fail))
+      } catch (err) {
+        fail(err)
+      }
+    }
+    if (pending.length > 0) await all(pending)
+    return failure
+  }
+
+  /**
+   * Tells the other instances; never rejects (a failure is reported as an `error` event: those instances keep
+   * their copies until their own TTL, or until their bus reports a gap).
+   */
+  private async publish(message: BusMessage): Promise<void> {
+    const bus = this.s.bus
+    if (bus === undefined) return
+    try {
+      await bus.publish(message)
+    } catch (err) {
+      this.error('publish', err)
+    }
+  }
+
+  /** A message from another instance: drop the local copies and overtake the loads it makes outdated. */
+  private received(message: BusMessage): void {
+    const s = this.s
+    if (s.closed) return
+    s.epoch++
+    for (const tier of s.local) {
+      const store = tier.store
+      const fail = (err: unknown) => {
+        tier.errors++
+        this.error('bus', err)
+      }
+      try {
+        if (message.kind === 'keys') {
+          for (const key of message.keys) {
+            if (store.deleteSync) store.deleteSync(key)
+            else store.delete(key).catch(fail)
+          }
+        } else if (message.kind === 'tags') {
+          store.deleteTagged?.(message.tags).catch(fail)
+        } else {
+          store.clear(message.prefix === '' ? undefined : message.prefix).catch(fail)
+        }
+      } catch (err) {
+        fail(err)
+      }
+    }
+    if (message.kind === 'keys') {
+      for (const key of message.keys) {
+        this.overtake({ kind: 'key', key })
+        const waiting = s.waiters.get(key)
+        if (waiting !== undefined) for (const wake of [...waiting]) wake()
+      }
+    } else if (message.kind === 'tags') {
+      this.overtake({ kind: 'tags', tags: [...message.tags] })
+    } else {
+      this.overtake({ kind: 'prefix', prefix: message.prefix })
+    }
+  }
+
+  /**
+   * The bus may have lost messages: every local copy of this cache's keys may be outdated, so all are dropped, and
+   * running loads are overtaken (their results may predate what was missed).
+   */
+  private dropLocal(): void {
+    const s = this.s
+    if (s.closed) return
+    s.epoch++
+    for (const tier of s.local) {
+      for (const prefix of [this.prefix, this.childPrefix]) {
+        tier.store.clear(prefix).catch((err: unknown) => {
+          tier.errors++
+          this.error('bus', err)
+        })
+      }
+    }
+    this.overtake({ kind: 'prefix', prefix: this.prefix })
+    this.overtake({ kind: 'prefix', prefix: this.childPrefix })
+  }
+
+  /**
+   * A load under a cross-process lock. The holder double-checks the shared tier (another process may have just
+   * finished), then loads; its lock is released after the write (see `finish`). A caller that finds the lock taken
+   * waits for the value to appear in the shared tier — woken by the bus, or by polling — and tries the lock again
+   * (its holder may have died), until `wait` runs out; then it loads by itself. A tier that cannot lock (down, open
+   * breaker) leaves the in-process single-flight as the only protection.
+   */
+  private async lockedLoad<T>(
+    key: string,
+    full: string,
+    loader: Loader<T>,
+    ctx: Context<T>,
+    lock: { ttl: number; wait: number },
+    tier: Tier,
+    flight: Flight,
+  ): Promise<T> {
+    const s = this.s
+    const giveUpAt = performance.now() + lock.wait
+    let delay = LOCK_POLL_MS
+    for (;;) {
+      let held: StoreLock | undefined
+      try {
+        held = await tier.store.lock!(full, lock.ttl)
+      } catch (err) {
+        tier.errors++
+        this.error('lock', err, key)
+        return callLoader(key, loader, ctx)
+      }
+      if (held !== undefined) {
+        // Aborted meanwhile (hard timeout, close): the flight has finished, so the lock is released here.
+        if (ctx.signal.aborted) {
+          held.release().catch(noop)
+          throw ctx.signal.reason
+        }
+        // Released by the flight's finish, after the write.
+        flight.lock = held
+        const done = await this.fromShared(tier, full, key, flight)
+        if (done !== undefined) return done.value as T
+        return callLoader(key, loader, ctx)
+      }
+      const left = giveUpAt - performance.now()
+      if (left <= 0 || s.closed) return callLoader(key, loader, ctx)
+      await this.waitForKey(full, Math.min(delay, left), ctx.signal)
+      if (ctx.signal.aborted) throw ctx.signal.reason
+      delay = Math.min(delay * 2, LOCK_POLL_MAX_MS)
+      const done = await this.fromShared(tier, full, key, flight)
+      if (done !== undefined) return done.value as T
+    }
+  }
+
+  /**
+   * A fresh entry another process stored in the lock's tier, or undefined (missing, stale, or the tier failed). It
+   * is copied into the local tiers unless something was invalidated while it was read. (The bus message that woke
+   * this waiter overtook its flight; the entry read after that message is the newer value, so the flight's mark
+   * does not apply to it.)
+   */
+  private async fromShared(tier: Tier, full: string, key: string, flight: Flight): Promise<StoredEntry | undefined> {
+    const s = this.s
+    const epoch = s.epoch
+    let entry: StoredEntry | undefined
+    try {
+      entry = await tier.store.get(full)
+    } catch (err) {
+      tier.errors++
+      this.error('get', err, key)
+      return undefined
+    }
+    if (entry === undefined || !(s.clock() < entry.freshUntil)) return undefined
+    flight.fromShared = entry
+    if (s.epoch === epoch && !s.closed) this.copyUp(full, key, entry)
+    return entry
+  }
+
+  /** Resolves after `ms`, or earlier when the bus says the key was written, or the signal aborts. */
+  private waitForKey(full: string, ms: number, signal: AbortSignal): Promise<void> {
+    const s = this.s
+    return new Promise<void>((resolve) => {
+      let set = s.waiters.get(full)
+      if (set === undefined) {
+        set = new Set()
+        s.waiters.set(full, set)
+      }
+      const waiters = set
+      const wake = () => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', wake)
+        waiters.delete(wake)
+        if (waiters.size === 0 && s.waiters.get(full) === waiters) s.waiters.delete(full)
+        resolve()
+      }
+      const timer = setTimeout(wake, ms)
+      signal.addEventListener('abort', wake, { once: true })
+      waiters.add(wake)
+    })
   }
 
   /**
@@ -735,6 +1564,7 @@ export class Cache {
    */
   private overtake(invalidation: Invalidation): void {
     const s = this.s
+    s.epoch++
     // Only running loads can be overtaken; with none, nothing needs remembering.
     if (s.running.size === 0) return
     if (invalidation.kind === 'key') {
@@ -868,6 +1698,32 @@ function flightHasTag(flight: Flight, tags: readonly string[]): boolean {
   if (flight.ctx.tags.length === 0) return false
   const prefix = flight.prefix
   return flight.ctx.tags.some((tag) => tags.includes(prefix + tag))
+}
+
+/** Runs a loader; whatever it throws (synchronously or not) becomes `E_LOADER_ERROR` with the cause. */
+function callLoader<T>(key: string, loader: Loader<T>, ctx: LoaderContext<T>): Promise<T> {
+  try {
+    return Promise.resolve(loader(ctx)).catch((err: unknown) => {
+      throw loaderError(key, err)
+    })
+  } catch (err) {
+    return Promise.reject(loaderError(key, err))
+  }
+}
+
+function parseLock(input: boolean | LockOptions | undefined, fallback: Plan['lock']): Plan['lock'] {
+  if (input === undefined) return fallback
+  if (input === false) return undefined
+  if (input === true) return DEFAULT_LOCK
+  if (input === null || typeof input !== 'object') {
+    throw new CacheError('E_INVALID_OPTION', `lock must be a boolean or { ttl?, wait? } (got ${describe(input)})`)
+  }
+  const ttl = parseDuration(input.ttl ?? DEFAULT_LOCK.ttl, 'lock.ttl')
+  const wait = parseDuration(input.wait ?? DEFAULT_LOCK.wait, 'lock.wait')
+  if (!(ttl > 0) || ttl > MAX_TIMER_MS) {
+    throw new CacheError('E_INVALID_OPTION', `lock.ttl must be > 0 and at most ${MAX_TIMER_MS} ms (got ${ttl})`)
+  }
+  return { ttl, wait }
 }
 
 function syncGetter(store: Store): Shared['getIn'] {

@@ -14,6 +14,7 @@ export type CacheErrorCode =
   | 'E_VALUE_TOO_LARGE'
   | 'E_CLOSED'
   | 'E_UNSUPPORTED'
+  | 'E_WRITE_FAILED'
 
 export class CacheError extends Error {
   override readonly name = 'CacheError'

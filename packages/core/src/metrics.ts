@@ -1,4 +1,5 @@
-import type { CacheEventName, CacheEvents, CacheStats, Store, StoreStats } from './types.js'
+import type { TierStats } from './tiers.js'
+import type { CacheEventName, CacheEvents, CacheStats, StoreStats } from './types.js'
 
 type Listener<E extends CacheEventName> = (payload: CacheEvents[E]) => void
 
@@ -45,8 +46,7 @@ export class Metrics {
     }
   }
 
-  snapshot(stores: readonly Store[]): CacheStats {
-    const tiers = stores.map((store) => ({ name: store.name, ...(store.stats?.() ?? emptyStoreStats()) }))
+  snapshot(tiers: TierStats[]): CacheStats {
     const reads = this.hits + this.misses
     return {
       hits: this.hits,
@@ -67,10 +67,6 @@ export class Metrics {
       tiers,
     }
   }
-}
-
-function emptyStoreStats(): StoreStats {
-  return { size: 0, bytes: 0, evictions: 0, expirations: 0 }
 }
 
 function sum(tiers: StoreStats[], field: keyof StoreStats): number {

@@ -9,3 +9,5 @@ export {
   type RedisStoreOptions,
   redisStore,
 } from './stores/redis.js'
+export { RedisBus, type RedisBusOptions, redisBus } from './stores/redis-bus.js'
+export { RedisQueue, type RedisQueueOptions, redisQueue } from './stores/redis-queue.js'

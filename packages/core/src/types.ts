@@ -1,4 +1,5 @@
 import type { Duration } from './duration.js'
+import type { TierStats } from './tiers.js'
 
 /** What a tier keeps for one key. Times are ms since the epoch. */
 export interface StoredEntry {
@@ -127,29 +128,67 @@ export interface WriteBehindItem {
   readonly value: unknown
   /** Flushes tried and failed so far. */
   readonly attempts: number
-  /** When `writeBehind` queued it, ms since the epoch. */
+  /**
+   * When `writeBehind` queued it, ms since the epoch. Also the write's version: a sink that must never let an older
+   * write overwrite a newer one (possible after a retry or a crash, see `WriteQueue`) can compare it.
+   */
   readonly queuedAt: number
 }
 
-/** A queue of write-behind items; ids are the queue's own. */
+/** An item `WriteQueue.take` handed to a consumer, which must `ack`, `retry` or `dead` it by `id`. */
+export interface TakenWrite {
+  /** The queue's id for this delivery (a stream entry id on Redis). */
+  readonly id: string
+  readonly item: WriteBehindItem
+  /**
+   * Not to be flushed before this time, ms since the epoch: the backoff of a retried item (0 for a fresh one).
+   * `take` hands items over in queue order whatever this says; the consumer holds them until then.
+   */
+  readonly notBefore: number
+  /**
+   * Set when the queued bytes cannot be read back (a corrupted entry): `item` then carries what could be recovered
+   * (its `value` is the raw bytes) and the consumer dead-letters it with this error instead of flushing it.
+   */
+  readonly error?: Error | undefined
+}
+
+/** An item that gave up: its last attempt's error, and when. */
+export interface DeadLetter {
+  readonly item: WriteBehindItem
+  readonly error: string
+  /** ms since the epoch. */
+  readonly diedAt: number
+}
+
+/**
+ * A queue of write-behind items with at-least-once delivery: an item stays in the queue, owned by the consumer that
+ * took it, until it is acknowledged (`ack`, `retry`, `dead`). An owner that stops renewing its items (`touch`) for
+ * `claimAfter` ms is presumed dead and its items go to the next consumer that calls `take`, so an item may be
+ * delivered more than once, and after a retry or a takeover an older write may come after a newer one.
+ */
 export interface WriteQueue {
   readonly name: string
-  /** Resolves once the items are durably queued (as durable as the queue is). */
+  /** Resolves once the items are queued, as durably as the queue is (in process memory for `memoryQueue`). */
   push(items: readonly WriteBehindItem[]): Promise<void>
   /**
-   * Takes up to `max` items for this consumer, including items other consumers took and left unacknowledged for
-   * longer than the queue's claim time (their process died). Resolves to [] when nothing is ready.
+   * Takes up to `max` items for this consumer, oldest first: first items other consumers took and left
+   * unacknowledged and untouched for longer than `claimAfterMs` (default: the queue's own setting), then items
+   * never taken. Resolves to [] when there are none. Items are handed over whatever their `notBefore`.
    */
-  take(max: number): Promise<{ id: string; item: WriteBehindItem }[]>
-  /** The items are done (flushed, or moved elsewhere): remove them. */
+  take(max: number, claimAfterMs?: number): Promise<TakenWrite[]>
+  /** Renews this consumer's hold on items it took (resets their idle time), so no other consumer claims them. */
+  touch?(ids: readonly string[]): Promise<void>
+  /** The items are done (flushed, or superseded by a newer write of the same key): remove them. */
   ack(ids: readonly string[]): Promise<void>
-  /** Puts an item back for a later attempt (attempts already incremented) and acks `id`. */
+  /** Queues `item` again (attempts already incremented), not to be flushed before `notBefore`, and acks `id`. */
   retry(id: string, item: WriteBehindItem, notBefore: number): Promise<void>
   /** Moves an item to the dead-letter list and acks `id`. */
   dead(id: string, item: WriteBehindItem, error: string): Promise<void>
-  deadLetters(): Promise<{ item: WriteBehindItem; error: string }[]>
-  /** Items queued and not yet acknowledged (an estimate for remote queues). */
+  /** The dead letters kept (the most recent ones, up to the queue's cap), oldest first. */
+  deadLetters(): Promise<DeadLetter[]>
+  /** Items queued and not yet acknowledged, taken or not. */
   size(): Promise<number>
+  /** Stops the queue; it does not close a client it was given. */
   close?(): Promise<void>
 }
 
@@ -178,6 +217,24 @@ export interface GetOrSetOptions extends EntryOptions {
    * probability that rises as expiry nears and with the loader's cost. `true` = beta 1; a number sets beta.
    */
   earlyRefresh?: boolean | number
+  /**
+   * Cross-process stampede protection: on a miss, take a lock in the first shared tier that can lock (Redis), so
+   * one process in the whole fleet runs the loader while the others wait for its value (woken by the bus, else by
+   * short polling) and load by themselves only after `wait`. When the tier cannot answer, the in-process
+   * single-flight still applies. `true` = `{ ttl: '10s', wait: '10s' }`. Default: the cache's `lock` (false).
+   */
+  lock?: boolean | LockOptions
+}
+
+/** Cross-process lock of one load (see `GetOrSetOptions.lock`). */
+export interface LockOptions {
+  /**
+   * How long the lock is held at most; it expires by itself if its holder dies. Keep it above the loader's usual
+   * time: a load outliving it may be repeated by another process. Default '10s'.
+   */
+  ttl?: Duration
+  /** Longest a caller waits for another process's load before it loads by itself. Default '10s'. */
+  wait?: Duration
 }
 
 /** Passed to a loader: how to cancel, the stale value if any, and knobs to shape what gets cached. */
@@ -220,7 +277,8 @@ export interface CacheStats {
   loadTimeMs: number
   size: number
   bytes: number
-  tiers: ({ name: string } & StoreStats)[]
+  /** Each tier's store stats plus its own hits, misses and errors (and breaker state for remote tiers). */
+  tiers: TierStats[]
 }
 
 export interface CacheEvents {

@@ -2,13 +2,14 @@
 // Cluster. Every entry is one Redis string: the codec's bytes of [createdAt, freshUntil, staleUntil, cost, tags,
 // value], written with SET … PX so Redis expires it at staleUntil. Tags are Redis sets of keys (see deleteTagged).
 
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis'
 import { type Codec, defaultCodec } from '../codec.js'
 import type { Duration } from '../duration.js'
 import { CacheError, describe, isCacheError } from '../errors.js'
-import type { Store, StoredEntry } from '../types.js'
+import type { Store, StoredEntry, StoreLock, WriteQueue } from '../types.js'
 import { parseCommandTimeout, withDeadline } from './deadline.js'
+import { redisQueue } from './redis-queue.js'
 
 /** Where the store gets its ioredis client: yours (never closed by the store) or one it makes (and closes). */
 export type RedisStoreConnection =
@@ -29,6 +30,8 @@ export type RedisStoreOptions = RedisStoreConnection & {
    * Cache writes (its namespaces escape '%' as '%25'). Change it if you use the store directly with such keys.
    */
   tagPrefix?: string
+  /** Prefix of the keys `lock()` takes (getOrSet's `lock`). Default '%lock:', for the same reason as `tagPrefix`. */
+  lockPrefix?: string
   /** Name in stats and events. Default 'redis'. */
   name?: string
 }
@@ -64,6 +67,10 @@ if not v then return 0 end
 if redis.sha1hex(v) ~= ARGV[1] then return -1 end
 return redis.call('UNLINK', KEYS[1])`
 
+// Deletes the lock KEYS[1] only while it still holds our token ARGV[1].
+const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
 /** The tuple the codec stores: [createdAt, freshUntil, staleUntil, cost, tags, value]. */
 type Stored = [number, number, number, number | null, string[] | null, unknown]
 
@@ -87,6 +94,7 @@ export class RedisStore implements Store {
   private readonly codec: Codec
   private readonly timeout: number
   private readonly tagPrefix: string
+  private readonly lockPrefix: string
   private readonly cluster: boolean
   private closed = false
 
@@ -105,6 +113,18 @@ export class RedisStore implements Store {
     }
     this.timeout = parseCommandTimeout(options.commandTimeout, 'redisStore', DEFAULT_TIMEOUT)
     this.tagPrefix = options.tagPrefix ?? '%tag:'
+    this.lockPrefix = options.lockPrefix ?? '%lock:'
+    for (const [option, value] of [
+      ['tagPrefix', this.tagPrefix],
+      ['lockPrefix', this.lockPrefix],
+    ] as const) {
+      if (typeof value !== 'string' || value.length === 0) {
+        throw new CacheError(
+          'E_INVALID_OPTION',
+          `redisStore: ${option} must be a non-empty string (got ${describe(value)})`,
+        )
+      }
+    }
     if (options.client !== undefined) {
       if (typeof options.client?.getBuffer !== 'function') {
         throw new CacheError('E_INVALID_OPTION', 'redisStore: client must be an ioredis Redis or Cluster')
@@ -259,6 +279,33 @@ export class RedisStore implements Store {
       ),
     )
     return deleted
+  }
+
+  /**
+   * Takes the lock `key` for `ttlMs` if nobody holds it (SET NX PX with a random token); release deletes it only
+   * while the token is still ours, so a holder whose lock expired cannot free the next holder's.
+   */
+  async lock(key: string, ttlMs: number): Promise<StoreLock | undefined> {
+    this.checkOpen()
+    const name = this.lockPrefix + key
+    const token = randomBytes(16).toString('base64url')
+    const ok = await this.deadline('SET', this.client.set(name, token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'))
+    if (ok !== 'OK') return undefined
+    return {
+      release: async () => {
+        if (this.closed) return
+        try {
+          await this.deadline('EVAL', this.client.eval(RELEASE_LOCK, 1, name, token) as Promise<number>)
+        } catch {
+          // Never thrown: an unreleased lock expires by itself after its TTL.
+        }
+      },
+    }
+  }
+
+  /** A durable write-behind queue on a Redis Stream named `name` (see `redisQueue`), sharing this store's client. */
+  writeQueue(name: string): WriteQueue {
+    return redisQueue({ client: this.client, stream: name, commandTimeout: this.timeout })
   }
 
   /** Quits the client if the store made it; a client you passed stays open. Idempotent. */
