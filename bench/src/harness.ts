@@ -219,3 +219,18 @@ export async function inLanes(
   await Promise.all(Array.from({ length: concurrency }, lane))
   return hits
 }
+
+/** Nearest-rank percentiles of latencies (ms): the shape S2 and BUS report. */
+export interface Percentiles {
+  n: number
+  p50: number
+  p99: number
+  max: number
+}
+
+export function percentiles(values: readonly number[]): Percentiles {
+  if (values.length === 0) return { n: 0, p50: Number.NaN, p99: Number.NaN, max: Number.NaN }
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!
+  return { n: sorted.length, p50: rank(0.5), p99: rank(0.99), max: sorted[sorted.length - 1]! }
+}

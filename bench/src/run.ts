@@ -14,6 +14,8 @@ import { m2 } from './m2.js'
 import { memory } from './memory.js'
 import { r1 } from './r1.js'
 import { r2 } from './r2.js'
+import { r3 } from './r3.js'
+import { r4 } from './r4.js'
 import { type BenchResult, type RunReport, renderMarkdown, renderSummary, renderText } from './report.js'
 import { s1 } from './s1.js'
 
@@ -29,6 +31,8 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   MEM: () => memory(memRuns),
   R1: () => r1(opts),
   R2: () => r2(opts),
+  R3: () => r3(opts),
+  R4: () => r4(opts),
   K1: () => k1(opts),
   CODEC: () => codec(opts),
 }

@@ -175,6 +175,8 @@ interface Shared {
   /** Scheduled refreshes and warm-ups, stopped by close(). */
   timers: Set<NodeJS.Timeout>
   writeBehind: WriteBehind | undefined
+  /** Called by close(), to end waits that have no timer left. */
+  onClose: (() => void)[]
   /** Exact time, for new entries and deadlines. */
   clock: () => number
   /** A time good enough to compare with one deadline: the hot path's clock (see clock.ts). */
@@ -221,6 +223,9 @@ const DEFAULT_LOCK = { ttl: 10_000, wait: 10_000 }
 /** Polling of a shared tier while another process holds a load's lock: from this, doubling, up to the max. */
 const LOCK_POLL_MS = 5
 const LOCK_POLL_MAX_MS = 100
+/** Retries of a failed bus subscription: from this, doubling, up to the max. */
+const BUS_RETRY_MS = 500
+const BUS_RETRY_MAX_MS = 30_000
 const noop = () => {}
 
 /**
@@ -286,6 +291,7 @@ export function createCache(options: CacheOptions = {}): Cache {
     waiters: new Map(),
     timers: new Set(),
     writeBehind: undefined,
+    onClose: [],
     clock: options.clock ?? exactNow,
     clockNear: options.clock ? () => (options.clock as () => number)() : nowNear,
     defaults: {
@@ -893,6 +899,7 @@ export class Cache {
     s.unsubscribe()
     for (const timer of s.timers) clearTimeout(timer)
     s.timers.clear()
+    for (const done of s.onClose.splice(0)) done()
     // Queued writes reach the sink before anything else stops; a failure is reported, and close goes on.
     if (s.writeBehind !== undefined) {
       try {
@@ -928,19 +935,38 @@ export class Cache {
       message: (message: BusMessage) => this.received(message),
       gap: () => this.dropLocal(),
     }
-    s.busSubscription = bus.subscribe(handlers).then(
-      (unsubscribe) => {
-        this.dropLocal()
-        if (!s.closed) return unsubscribe
-        unsubscribe().catch((err: unknown) => this.error('close', err))
-        return undefined
-      },
-      (err: unknown) => {
-        // Without a subscription this instance cannot hear invalidations: say so loudly; the caches still work.
-        this.error('subscribe', err)
-        return undefined
-      },
-    )
+    // Until subscribed this instance cannot hear invalidations: each failure is reported, and it tries again (the
+    // local tiers are dropped once it succeeds, like after any gap).
+    const attempt = async (delay: number): Promise<(() => Promise<void>) | undefined> => {
+      while (!s.closed) {
+        try {
+          const unsubscribe = await bus.subscribe(handlers)
+          this.dropLocal()
+          if (!s.closed) return unsubscribe
+          await unsubscribe().catch((err: unknown) => this.error('close', err))
+          return undefined
+        } catch (err) {
+          this.error('subscribe', err)
+        }
+        await new Promise<void>((resolve) => {
+          // Ends on the timer, or on close() (which clears the timers), so the loop always finishes.
+          const done = () => {
+            clearTimeout(timer)
+            s.timers.delete(timer)
+            const at = s.onClose.indexOf(done)
+            if (at >= 0) s.onClose.splice(at, 1)
+            resolve()
+          }
+          const timer = setTimeout(done, delay)
+          timer.unref()
+          s.timers.add(timer)
+          s.onClose.push(done)
+        })
+        delay = Math.min(delay * 2, BUS_RETRY_MAX_MS)
+      }
+      return undefined
+    }
+    s.busSubscription = attempt(BUS_RETRY_MS)
   }
 
   // ---- internals ----

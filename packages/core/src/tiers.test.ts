@@ -286,6 +286,54 @@ describe('the bus: L1 coherence between instances', () => {
   })
 })
 
+describe('the bus subscription', () => {
+  it('a subscription refused at start-up (Redis down) is retried, reported, and drops L1 once it stands', async () => {
+    const name = ns('bus-retry')
+    let tries = 0
+    const bus = {
+      name: 'flaky',
+      publish: async () => {},
+      subscribe: async () => {
+        tries++
+        if (tries < 2) throw new Error('redis down')
+        return async () => {}
+      },
+    }
+    const l1 = memoryStore()
+    const cache = createCache({ namespace: name, tiers: [l1, redisStore({ client: client() })], bus })
+    caches.push(cache)
+    const errors: string[] = []
+    cache.on('error', ({ operation }) => errors.push(operation))
+    await l1.set(`${name}:k`, {
+      value: 'stale',
+      createdAt: 0,
+      freshUntil: Date.now() + 60_000,
+      staleUntil: Date.now() + 60_000,
+    })
+    expect(await pollUntil(async () => tries >= 2, 5000, 20)).toBe(true)
+    expect(await pollUntil(async () => (await l1.get(`${name}:k`)) === undefined, 2000, 10)).toBe(true)
+    expect(errors).toContain('subscribe')
+  })
+
+  it('close() during the retries ends them', async () => {
+    let tries = 0
+    const bus = {
+      name: 'down',
+      publish: async () => {},
+      subscribe: async (): Promise<() => Promise<void>> => {
+        tries++
+        throw new Error('redis down')
+      },
+    }
+    const cache = createCache({ namespace: ns('bus-down'), bus })
+    await pollUntil(async () => tries >= 1, 1000, 5)
+    await cache.close()
+    const at = tries
+    await new Promise((resolve) => setTimeout(resolve, 700))
+    expect(tries).toBe(at)
+  })
+})
+
 describe('cross-instance stampede lock (one process, two caches)', () => {
   it('two instances missing together run the loader once', async () => {
     const name = ns('lock')

@@ -54,7 +54,11 @@ export class Tier {
   readonly store: Store
   readonly breaker: CircuitBreaker | undefined
 
-  constructor(input: TierInput, index: number, onBreaker?: (tier: string, state: BreakerState, reason: string) => void) {
+  constructor(
+    input: TierInput,
+    index: number,
+    onBreaker?: (tier: string, state: BreakerState, reason: string) => void,
+  ) {
     const options: TierOptions = isStore(input) ? { store: input } : (input as TierOptions)
     const store = options?.store
     if (!isStore(store)) {
@@ -67,7 +71,9 @@ export class Tier {
     this.local = options.local ?? typeof store.getSync === 'function'
     if (!this.local && options.breaker !== false) {
       const name = this.name
-      this.breaker = new CircuitBreaker(name, options.breaker ?? {}, (state, reason) => onBreaker?.(name, state, reason))
+      this.breaker = new CircuitBreaker(name, options.breaker ?? {}, (state, reason) =>
+        onBreaker?.(name, state, reason),
+      )
       this.store = breakerStore(store, this.breaker)
     } else {
       this.breaker = undefined

@@ -153,8 +153,9 @@ class Subscriber {
     // 'close' is emitted on every lost socket, before 'reconnecting' or 'end', and also when a connection attempt
     // fails; 'end' and 'reconnecting' never come without it, so it alone marks the loss.
     conn.on('close', () => this.lost(conn))
-    // ioredis resubscribes by itself on reconnect, but does not say when that is confirmed; our own SUBSCRIBE (a
-    // no-op for the server when already subscribed) tells us, and only then is the subscription known to be back.
+    // ioredis would resubscribe by itself (a Redis with autoResubscribe, which the bus turns off on its duplicate; a
+    // Cluster's picked node), but never says when the server confirmed it. Our own SUBSCRIBE (a no-op for the server
+    // when already subscribed) does: only then is the subscription known to be back, and the gap over.
     conn.on('ready', () => this.resubscribe(conn))
     // The Cluster's inner connection is lazy: nothing connects it until a command is sent.
     if (conn.status === 'wait') conn.connect().catch(() => {})

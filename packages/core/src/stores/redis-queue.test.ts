@@ -102,6 +102,46 @@ describe('redisQueue', () => {
     }
   })
 
+  it('a live process whose flush outlasts claimAfter keeps its items: it renews them, nobody takes them over', async () => {
+    const stream = streamName('renew')
+    let release!: () => void
+    const gate = new Promise<void>((r) => {
+      release = r
+    })
+    let started = false
+    const slow = new WriteBehind(
+      {
+        flush: async () => {
+          started = true
+          await gate
+        },
+        interval: 10,
+        claimAfter: 1_000,
+      },
+      redisQueue({ client, stream, consumer: 'slow' }),
+      hooks().hooks,
+    )
+    const seenByOther: string[] = []
+    const other = new WriteBehind(
+      { flush: async (batch) => void seenByOther.push(...batch.map((i) => i.key)), interval: 50, claimAfter: 1_000 },
+      redisQueue({ client, stream, consumer: 'other' }),
+      hooks().hooks,
+    )
+    try {
+      await slow.enqueue([{ namespace: 'app', key: 'a', value: 1 }])
+      expect(await pollUntil(async () => started, 5_000, 10)).toBe(true)
+      // Well past claimAfter while the flush hangs; the other consumer polls all along.
+      await new Promise((r) => setTimeout(r, 2_500))
+      expect(seenByOther).toEqual([])
+      release()
+      expect(await pollUntil(async () => (await slow.size()) === 0, 5_000, 20)).toBe(true)
+    } finally {
+      release()
+      await Promise.all([slow.close(), other.close()])
+    }
+    expect(seenByOther).toEqual([])
+  })
+
   it('a corrupted entry is dead-lettered with its decode error, once, and the good ones still flush', async () => {
     const stream = streamName('corrupt')
     const queue = redisQueue({ client, stream })
