@@ -80,7 +80,7 @@ async function stampede(r: Stampede): Promise<object> {
     )
   }
   await Promise.all(calls)
-  return { loaderCalls, loaderStart, loaderEnd, calledAt, answeredAt, gotValue, late: -wait }
+  return { loaderCalls, loaderStart, loaderEnd, calledAt, answeredAt, gotValue, late: calledAt - r.at }
 }
 
 async function handle(r: Request): Promise<object> {

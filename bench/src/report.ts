@@ -1,8 +1,10 @@
-import type { Stats, ThroughputResult } from './harness.js'
+import type { BusResult } from './bus.js'
+import type { Percentiles, Stats, ThroughputResult } from './harness.js'
 import type { MemoryResult } from './memory.js'
 import type { StampedeResult } from './s1.js'
+import type { S2Result } from './s2.js'
 
-export type BenchResult = ThroughputResult | StampedeResult | MemoryResult
+export type BenchResult = ThroughputResult | StampedeResult | MemoryResult | S2Result | BusResult
 
 export interface Machine {
   cpu: string
@@ -47,6 +49,16 @@ function bytes(s: Stats): string {
   return `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})`
 }
 
+/** `1.2 / 3.4 / 5.6 ms` (p50 / p99 / max), or `n/a` without samples. */
+function latency(p: Percentiles): string {
+  if (p.n === 0) return 'n/a'
+  return `${p.p50.toFixed(2)} / ${p.p99.toFixed(2)} / ${p.max.toFixed(2)}`
+}
+
+function counts(s: Stats): string {
+  return s.min === s.max ? String(s.min) : `${s.median} (${s.min}–${s.max})`
+}
+
 function verdict(met: boolean | null): string {
   if (met === null) return '—'
   return met ? 'met' : 'MISSED'
@@ -89,6 +101,52 @@ function tables(result: BenchResult): Table[] {
           String(r.loaderCalls),
           `${r.gotValue} / ${r.callers}`,
           r.ms.toFixed(0),
+        ]),
+      },
+    ]
+  }
+  if (result.type === 'cross-stampede') {
+    return [
+      {
+        head: [
+          'mode',
+          'loader calls per round median (min–max)',
+          'callers with the value',
+          'waiters: added ms p50 / p99 / max (n)',
+          "waiters: ms after the holder's loader returned p50 / p99 / max",
+          'holder process: added ms p50 / p99 / max (n)',
+          'barrier skew ms max',
+        ],
+        rows: result.rows.map((r) => [
+          r.name,
+          counts(r.loaderStats),
+          `${r.gotValue} / ${r.callers}`,
+          r.waiters.n === 0 ? 'n/a' : `${latency(r.waiters)} (${r.waiters.n})`,
+          latency(r.afterLoad),
+          `${latency(r.holders)} (${r.holders.n})`,
+          r.skew.max.toFixed(1),
+        ]),
+      },
+    ]
+  }
+  if (result.type === 'bus') {
+    return [
+      {
+        head: [
+          'case',
+          'messages',
+          'received',
+          'L1 copies dropped',
+          'from set(): ms p50 / p99 / max',
+          'from publish(): ms p50 / p99 / max',
+        ],
+        rows: result.rows.map((r) => [
+          r.name,
+          String(r.messages),
+          String(r.received),
+          String(r.dropped),
+          latency(r.fromSet),
+          latency(r.fromPublish),
         ]),
       },
     ]
@@ -165,6 +223,30 @@ export function renderSummary(report: RunReport): string {
           String(r.loaderCalls),
           '= 1',
           r.kind === 'ours' ? verdict(ok) : '—',
+        ])
+      }
+    } else if (result.type === 'cross-stampede') {
+      for (const r of result.rows) {
+        const ok = r.loaderStats.max === 1 && r.gotValue === r.callers
+        rows.push([
+          result.id,
+          `${r.name}: loader calls per round across processes`,
+          counts(r.loaderStats),
+          r.lock ? '= 1' : '—',
+          r.lock ? verdict(ok) : '—',
+        ])
+        if (r.waiters.n > 0) {
+          rows.push([result.id, `${r.name}: waiters' added ms p50 / p99 / max`, latency(r.waiters), '—', '—'])
+        }
+      }
+    } else if (result.type === 'bus') {
+      for (const r of result.rows) {
+        rows.push([
+          result.id,
+          `${r.name}: ms from set() to the L1 drop elsewhere, p50 / p99 / max (${r.received}/${r.messages} heard)`,
+          latency(r.fromSet),
+          '—',
+          '—',
         ])
       }
     } else {

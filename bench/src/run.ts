@@ -4,6 +4,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
+import { bus } from './bus.js'
 import { c1 } from './c1.js'
 import { codec } from './codec.js'
 import { fixedClock } from './data.js'
@@ -18,6 +19,7 @@ import { r3 } from './r3.js'
 import { r4 } from './r4.js'
 import { type BenchResult, type RunReport, renderMarkdown, renderSummary, renderText } from './report.js'
 import { s1 } from './s1.js'
+import { s2 } from './s2.js'
 
 const opts = harnessOptions()
 const memRuns = Number(process.env.BENCH_MEM_RUNS ?? 3)
@@ -33,6 +35,8 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   R2: () => r2(opts),
   R3: () => r3(opts),
   R4: () => r4(opts),
+  S2: () => s2(),
+  BUS: () => bus(),
   K1: () => k1(opts),
   CODEC: () => codec(opts),
 }
