@@ -248,6 +248,13 @@ export function renderSummary(report: RunReport): string {
           '—',
           '—',
         ])
+        rows.push([
+          result.id,
+          `${r.name}: ms from publish() to the L1 drop elsewhere`,
+          latency(r.fromPublish),
+          '—',
+          '—',
+        ])
       }
     } else {
       rows.push([
