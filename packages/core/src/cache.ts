@@ -211,6 +211,8 @@ interface Flight {
   fromShared: StoredEntry | undefined
   /** The cross-process lock this load holds, released once its result is written (or the load fails). */
   lock: StoreLock | undefined
+  /** Waiting for another process's load: a bus message about the key is its wake-up, not an overtaking write. */
+  waiting: boolean
 }
 
 type Invalidation = { kind: 'key'; key: string } | { kind: 'prefix'; prefix: string } | { kind: 'tags'; tags: string[] }
@@ -924,6 +926,19 @@ export class Cache {
   }
 
   /**
+   * Resolves once the cache is subscribed to its bus (at once without a bus), so that writes of other instances
+   * are heard from then on. Never rejects: a subscription that keeps failing is retried and reported as `error`
+   * events, and `ready()` resolves when it stands (or when the cache closes).
+   *
+   * @example
+   * const cache = createCache({ tiers, bus: redisBus({ client }) })
+   * await cache.ready()
+   */
+  async ready(): Promise<void> {
+    await this.s.busSubscription
+  }
+
+  /**
    * Subscribes the cache to the bus: what other instances write or invalidate is dropped from the local tiers.
    * Until the subscription stands, and after any gap in it, the local tiers may hold what another instance has
    * since invalidated: they are cleared of this cache's keys at both edges.
@@ -1251,6 +1266,7 @@ export class Cache {
       overtaken: false,
       fromShared: undefined,
       lock: undefined,
+      waiting: false,
     }
 
     const run = new Promise<T>((resolve, reject) => {
@@ -1357,7 +1373,9 @@ export class Cache {
       }
     }
     if (s.bus !== undefined && (failure === undefined || !isDataError(failure.error))) {
-      await this.publish({ kind: 'keys', keys: [full] })
+      // An explicit write resolves once the other instances have been told; a load's callers need not wait for it.
+      const told = this.publish({ kind: 'keys', keys: [full] })
+      if (rethrow) await told
     }
     if (failure !== undefined) {
       this.error('set', failure.error, key)
@@ -1455,7 +1473,9 @@ export class Cache {
     }
     if (message.kind === 'keys') {
       for (const key of message.keys) {
-        this.overtake({ kind: 'key', key })
+        // A waiting flight only ever answers with what it reads after this message (it loads nothing older).
+        if (s.flights.get(key)?.waiting !== true) this.overtake({ kind: 'key', key })
+        else s.epoch++
         const waiting = s.waiters.get(key)
         if (waiting !== undefined) for (const wake of [...waiting]) wake()
       }
@@ -1528,11 +1548,16 @@ export class Cache {
       }
       const left = giveUpAt - performance.now()
       if (left <= 0 || s.closed) return callLoader(key, loader, ctx)
-      await this.waitForKey(full, Math.min(delay, left), ctx.signal)
-      if (ctx.signal.aborted) throw ctx.signal.reason
-      delay = Math.min(delay * 2, LOCK_POLL_MAX_MS)
-      const done = await this.fromShared(tier, full, key, flight)
-      if (done !== undefined) return done.value as T
+      flight.waiting = true
+      try {
+        await this.waitForKey(full, Math.min(delay, left), ctx.signal)
+        if (ctx.signal.aborted) throw ctx.signal.reason
+        delay = Math.min(delay * 2, LOCK_POLL_MAX_MS)
+        const done = await this.fromShared(tier, full, key, flight)
+        if (done !== undefined) return done.value as T
+      } finally {
+        flight.waiting = false
+      }
     }
   }
 
