@@ -177,6 +177,11 @@ interface Shared {
   writeBehind: WriteBehind | undefined
   /** Called by close(), to end waits that have no timer left. */
   onClose: (() => void)[]
+  /**
+   * Writes between their shared tiers and their local ones. An invalidation of the key meanwhile (a delete, a tag,
+   * a clear, another instance's write) marks them: the local copy is then dropped rather than written.
+   */
+  writing: Set<PendingWrite>
   /** Exact time, for new entries and deadlines. */
   clock: () => number
   /** A time good enough to compare with one deadline: the hot path's clock (see clock.ts). */
@@ -191,6 +196,18 @@ interface Shared {
   log: (readonly string[])[]
   closed: boolean
   unsubscribe: () => void
+}
+
+/** The first error of a call made on several tiers, and every tier that failed. */
+interface Failure {
+  error: unknown
+  tiers: Tier[]
+}
+
+interface PendingWrite {
+  full: string
+  tags: readonly string[] | undefined
+  touched: boolean
 }
 
 interface Flight {
@@ -294,6 +311,7 @@ export function createCache(options: CacheOptions = {}): Cache {
     timers: new Set(),
     writeBehind: undefined,
     onClose: [],
+    writing: new Set(),
     clock: options.clock ?? exactNow,
     clockNear: options.clock ? () => (options.clock as () => number)() : nowNear,
     defaults: {
@@ -456,8 +474,8 @@ export class Cache {
   /** Fresh entry present? Counts nothing. */
   async has(key: string): Promise<boolean> {
     this.checkKey(key)
-    let entry = this.s.getIn !== undefined ? this.readNow(key) : undefined
-    if (entry === undefined && this.s.remote.length > 0) entry = await this.read(key)
+    let entry = this.s.getIn !== undefined ? this.readNow(key, false) : undefined
+    if (entry === undefined && this.s.remote.length > 0) entry = await this.read(key, false)
     return entry !== undefined && this.s.clockNear(entry.freshUntil) < entry.freshUntil
   }
 
@@ -476,7 +494,7 @@ export class Cache {
         existed = found || existed
       })
     })
-    await this.publish({ kind: 'keys', keys: [full] })
+    await this.publish({ kind: 'keys', keys: [full] }, failure)
     if (failure !== undefined) {
       this.error('delete', failure.error, key)
       throw failure.error
@@ -530,11 +548,33 @@ export class Cache {
       else for (const [full, entry] of capped) await store.set(full, entry)
     }
     // Shared tiers first: a value they refuse (too large, not serialisable) must not reach L1 either.
-    let failure = await this.tiersOf(this.s.shared, write)
-    if (failure === undefined || !isDataError(failure.error)) {
-      failure = (await this.tiersOf(this.s.local, write)) ?? failure
+    const pending = writes.map(([full, entry]): PendingWrite => ({ full, tags: entry.tags, touched: false }))
+    for (const token of pending) this.s.writing.add(token)
+    let failure: Failure | undefined
+    try {
+      failure = await this.tiersOf(this.s.shared, write)
+    } finally {
+      for (const token of pending) this.s.writing.delete(token)
     }
-    await this.publish({ kind: 'keys', keys: writes.map(([full]) => full) })
+    const sharedFailure = failure
+    // Keys invalidated while the shared tiers were written are dropped locally, not written.
+    const touched = pending.filter((token) => token.touched)
+    for (const token of touched) this.dropLocalKey(token.full, token.full)
+    if (failure === undefined || !isDataError(failure.error)) {
+      const untouched = touched.length === 0 ? writes : writes.filter((_, i) => !pending[i]!.touched)
+      const local = async (tier: Tier) => {
+        const capped = untouched.map(([full, entry]) => [full, tier.cap(entry, now)] as const)
+        try {
+          if (tier.store.setMany) await tier.store.setMany(capped)
+          else for (const [full, entry] of capped) await tier.store.set(full, entry)
+        } catch (err) {
+          for (const [full] of capped) this.localFailed(tier, full)
+          throw err
+        }
+      }
+      failure = (await this.tiersOf(this.s.local, local)) ?? failure
+    }
+    await this.publish({ kind: 'keys', keys: writes.map(([full]) => full) }, sharedFailure)
     if (failure !== undefined) {
       // Some items may be stored, some not: the error says so, and none is counted as set.
       this.error('setMany', failure.error)
@@ -558,7 +598,7 @@ export class Cache {
       // An entry may live in several tiers: the deepest count is the one that says what existed.
       count = Math.max(count, dropped)
     })
-    await this.publish({ kind: 'keys', keys: fulls })
+    await this.publish({ kind: 'keys', keys: fulls }, failure)
     if (failure !== undefined) {
       this.error('deleteMany', failure.error)
       throw failure.error
@@ -599,8 +639,9 @@ export class Cache {
   /**
    * Write-through: writes `value` to the system of record with `write`, then to the cache (every tier, every
    * instance). A failed `write` rejects with `E_WRITE_FAILED` (its error as `cause`) and leaves the cache untouched.
-   * If the source took the value but the cache could not, the key is deleted from the cache (so no tier keeps the
-   * old value) and the cache's error is thrown.
+   * If the source took the value but the cache could not, the key is deleted from every tier that answers and the
+   * cache's error is thrown; a shared tier that cannot be reached then (down, circuit open) may keep its old copy
+   * until that copy's TTL: keep TTLs bounded where a source write must never be shadowed.
    *
    * @example
    * await cache.writeThrough(`users:${id}`, user, (u) => db.users.update(id, u), { tags: [`user:${id}`] })
@@ -619,6 +660,14 @@ export class Cache {
       throw new CacheError('E_INVALID_OPTION', 'writeThrough needs a write function: (value, key) => Promise')
     }
     const plan = this.plan(options)
+    // A cache that cannot take the value now must not let the source move on without it.
+    const open = this.s.shared.find((tier) => tier.breaker?.state === 'open')
+    if (open !== undefined) {
+      throw new CacheError(
+        'E_STORE_UNAVAILABLE',
+        `writeThrough of key ${describe(key)}: tier '${open.name}' is unavailable (circuit open); the source was not written`,
+      )
+    }
     try {
       await write(value, key)
     } catch (err) {
@@ -651,7 +700,13 @@ export class Cache {
       this.checkKey(key)
       throw new CacheError('E_INVALID_OPTION', 'writeBehind needs createCache({ writeBehind: { flush } })')
     }
-    await this.set(key, value, options)
+    try {
+      await this.set(key, value, options)
+    } catch (err) {
+      // Not queued either: no tier may claim a value the source will never get (L1 may have taken it).
+      if (!isDataError(err)) await this.delete(key).catch(noop)
+      throw err
+    }
     try {
       await runner.enqueue([{ namespace: this.namespaceName, key, value }])
     } catch (err) {
@@ -695,6 +750,7 @@ export class Cache {
     let timer: NodeJS.Timeout | undefined
     let stopped = false
     const run = () => {
+      if (timer !== undefined) s.timers.delete(timer)
       if (stopped || s.closed) return
       if (!s.flights.has(full)) this.load(key, full, loader, plan, undefined, true).catch(noop)
       timer = setTimeout(run, every)
@@ -741,10 +797,19 @@ export class Cache {
     const first = await this.warmOnce(items, concurrency, options)
     if (every !== undefined) {
       const s = this.s
+      const signal = options.signal
+      let timer: NodeJS.Timeout | undefined
+      const stop = () => {
+        if (timer === undefined) return
+        clearTimeout(timer)
+        s.timers.delete(timer)
+      }
+      signal?.addEventListener('abort', stop, { once: true })
       const again = () => {
-        if (s.closed || options.signal?.aborted) return
-        const timer = setTimeout(() => {
-          s.timers.delete(timer)
+        if (s.closed || signal?.aborted) return
+        timer = setTimeout(() => {
+          s.timers.delete(timer!)
+          if (s.closed || signal?.aborted) return
           this.warmOnce(items, concurrency, options)
             .catch((err: unknown) => this.error('warm', err))
             .finally(again)
@@ -779,7 +844,9 @@ export class Cache {
           else {
             const full = this.fullKey(key)
             const running = this.s.flights.get(full)
-            await (running?.promise ?? this.load(key, full, loader, this.plan(rest), undefined, true))
+            // Forced: replaces a fresh value, so no lock (its double-check would take the old value as done).
+            const plan = options.force ? { ...this.plan(rest), lock: undefined } : this.plan(rest)
+            await (running?.promise ?? this.load(key, full, loader, plan, undefined, true))
             outcome = 'stored'
           }
         } else {
@@ -825,7 +892,7 @@ export class Cache {
     const failure = await this.everyTier(async (tier) => {
       count = Math.max(count, await tier.store.deleteTagged!(full))
     })
-    await this.publish({ kind: 'tags', tags: full })
+    await this.publish({ kind: 'tags', tags: full }, failure)
     if (failure !== undefined) {
       this.error('invalidateTags', failure.error)
       throw failure.error
@@ -865,8 +932,8 @@ export class Cache {
       await tier.store.clear(this.prefix)
       await tier.store.clear(this.childPrefix)
     })
-    await this.publish({ kind: 'clear', prefix: this.prefix })
-    await this.publish({ kind: 'clear', prefix: this.childPrefix })
+    await this.publish({ kind: 'clear', prefix: this.prefix }, failure)
+    await this.publish({ kind: 'clear', prefix: this.childPrefix }, failure)
     if (failure !== undefined) {
       this.error('clear', failure.error)
       throw failure.error
@@ -1021,12 +1088,14 @@ export class Cache {
    * Reads one entry from an in-process store. The result may be the store's shared view, valid until the next call
    * into the store: use it before anything else runs (no await, no listener in between).
    */
-  private readNow(key: string): StoredEntry | undefined {
+  private readNow(key: string, count = true): StoredEntry | undefined {
     const l1 = this.s.l1!
     try {
       const entry = this.s.getIn!(this.prefix, key)
-      if (entry === undefined) l1.misses++
-      else l1.hits++
+      if (count) {
+        if (entry === undefined) l1.misses++
+        else l1.hits++
+      }
       return entry
     } catch (err) {
       l1.errors++
@@ -1039,7 +1108,7 @@ export class Cache {
    * Reads one entry from the asynchronous tiers, in order, and copies a live one into the tiers above. A failing
    * tier counts as a miss there (fail-open): it is reported as an error and the next tier is asked.
    */
-  private async read(key: string): Promise<StoredEntry | undefined> {
+  private async read(key: string, count = true): Promise<StoredEntry | undefined> {
     const s = this.s
     const full = this.prefix + key
     const epoch = s.epoch
@@ -1054,11 +1123,11 @@ export class Cache {
         continue
       }
       if (entry !== undefined && s.clockNear(entry.staleUntil) < entry.staleUntil) {
-        tier.hits++
+        if (count) tier.hits++
         if (s.epoch === epoch && !s.closed) this.backfill(full, key, entry, i)
         return entry
       }
-      tier.misses++
+      if (count) tier.misses++
     }
     return undefined
   }
@@ -1171,7 +1240,9 @@ export class Cache {
           const beta = options?.earlyRefresh === undefined ? s.defaults.earlyRefresh : parseBeta(options.earlyRefresh)
           if (beta > 0 && refreshEarly(entry, now, beta)) {
             const full = this.prefix + key
-            if (!s.flights.has(full)) this.load(key, full, loader, this.plan(options), value, true).catch(noop)
+            // No cross-process lock: its double-check would find this very entry, still fresh, and skip the load.
+            const plan = { ...this.plan(options), lock: undefined }
+            if (!s.flights.has(full)) this.load(key, full, loader, plan, value, true).catch(noop)
           }
           this.hit(key, false)
           return Promise.resolve(value)
@@ -1252,7 +1323,7 @@ export class Cache {
   ): Promise<T> {
     const s = this.s
     const controller = new AbortController()
-    const ctx = new Context<T>(key, controller.signal, stale)
+    const ctx = new Context<T>(this.namespaceName, key, controller.signal, stale)
     const started = performance.now()
     let timer: NodeJS.Timeout | undefined
     const flight: Flight = {
@@ -1356,23 +1427,30 @@ export class Cache {
     const s = this.s
     const full = this.prefix + key
     let failure: { error: unknown } | undefined
+    /** Did the value reach a shared tier (so other instances may read it, and must drop their copies)? */
+    let shared = false
     if (s.shared.length > 0) {
-      const now = s.clock()
-      failure = await this.tiersOf(s.shared, (tier) => tier.store.set(full, tier.cap(entry, now)))
-    }
-    if ((failure === undefined || !isDataError(failure.error)) && flight?.overtaken !== true) {
-      const now = s.clock()
-      for (const tier of s.local) {
-        try {
-          if (tier === s.l1) s.setIn!(this.prefix, key, tier.cap(entry, now))
-          else await tier.store.set(full, tier.cap(entry, now))
-        } catch (err) {
-          tier.errors++
-          failure ??= { error: err }
-        }
+      const pending: PendingWrite = { full, tags: entry.tags, touched: false }
+      s.writing.add(pending)
+      let sharedFailure: Failure | undefined
+      try {
+        const now = s.clock()
+        sharedFailure = await this.tiersOf(s.shared, (tier) => tier.store.set(full, tier.cap(entry, now)))
+      } finally {
+        s.writing.delete(pending)
       }
+      failure = sharedFailure
+      shared = sharedFailure === undefined || sharedFailure.tiers.length < s.shared.length
+      if (pending.touched || flight?.overtaken === true) {
+        // Invalidated while in flight: whatever the local tiers hold for the key is outdated, this value included.
+        this.dropLocalKey(full, key)
+      } else if (failure === undefined || !isDataError(failure.error)) {
+        failure = this.writeLocal(full, key, entry) ?? failure
+      }
+    } else {
+      failure = this.writeLocal(full, key, entry)
     }
-    if (s.bus !== undefined && (failure === undefined || !isDataError(failure.error))) {
+    if (s.bus !== undefined && shared) {
       // An explicit write resolves once the other instances have been told; a load's callers need not wait for it.
       const told = this.publish({ kind: 'keys', keys: [full] })
       if (rethrow) await told
@@ -1384,6 +1462,58 @@ export class Cache {
     }
     s.metrics.sets++
     if (s.metrics.has('set')) s.metrics.emit('set', { key, namespace: this.namespaceName })
+  }
+
+  /**
+   * Writes the local tiers; resolves to the first failure. A tier that refuses the value (too large) has the key
+   * dropped, so it never answers with the value this write replaced.
+   */
+  private writeLocal(full: string, key: string, entry: StoredEntry): { error: unknown } | undefined {
+    const s = this.s
+    let failure: { error: unknown } | undefined
+    const now = s.clock()
+    for (const tier of s.local) {
+      try {
+        if (tier === s.l1) s.setIn!(this.prefix, key, tier.cap(entry, now))
+        else
+          tier.store.set(full, tier.cap(entry, now)).catch((err: unknown) => {
+            this.localFailed(tier, full)
+            this.error('set', err, key)
+          })
+      } catch (err) {
+        this.localFailed(tier, full)
+        failure ??= { error: err }
+      }
+    }
+    return failure
+  }
+
+  /**
+   * A local tier failed to take a value: count it and, when a shared tier holds the new value, drop the key there
+   * so the old value is not served. (A cache with local tiers only keeps its old value, as before the call.)
+   */
+  private localFailed(tier: Tier, full: string): void {
+    tier.errors++
+    if (this.s.shared.length === 0) return
+    const store = tier.store
+    try {
+      if (store.deleteSync) store.deleteSync(full)
+      else store.delete(full).catch(noop)
+    } catch {
+      // The store failed twice: nothing more this write can do; its error is reported by the caller.
+    }
+  }
+
+  /** Drops one key from the local tiers (best effort). */
+  private dropLocalKey(full: string, key: string): void {
+    for (const tier of this.s.local) {
+      try {
+        if (tier.store.deleteSync) tier.store.deleteSync(full)
+        else tier.store.delete(full).catch((err: unknown) => this.error('delete', err, key))
+      } catch (err) {
+        this.error('delete', err, key)
+      }
+    }
   }
 
   /** Copies an entry another process stored into the local tiers (no publish: nothing changed in shared ones). */
@@ -1405,20 +1535,21 @@ export class Cache {
    * Runs `call` on every tier at once; resolves (never rejects) to the first failure, after all have settled. A
    * failing tier's error count goes up.
    */
-  private everyTier(call: (tier: Tier) => Promise<unknown> | undefined): Promise<{ error: unknown } | undefined> {
+  private everyTier(call: (tier: Tier) => Promise<unknown> | undefined): Promise<Failure | undefined> {
     return this.tiersOf(this.s.tiers, call)
   }
 
   private async tiersOf(
     tiers: readonly Tier[],
     call: (tier: Tier) => Promise<unknown> | undefined,
-  ): Promise<{ error: unknown } | undefined> {
-    let failure: { error: unknown } | undefined
+  ): Promise<Failure | undefined> {
+    let failure: Failure | undefined
     const pending: Promise<unknown>[] = []
     for (const tier of tiers) {
       const fail = (err: unknown) => {
         tier.errors++
-        failure ??= { error: err }
+        failure ??= { error: err, tiers: [] }
+        failure.tiers.push(tier)
       }
       try {
         const result = call(tier)
@@ -1435,9 +1566,13 @@ export class Cache {
    * Tells the other instances; never rejects (a failure is reported as an `error` event: those instances keep
    * their copies until their own TTL, or until their bus reports a gap).
    */
-  private async publish(message: BusMessage): Promise<void> {
+  private async publish(message: BusMessage, failure?: { tiers?: Tier[] }): Promise<void> {
     const bus = this.s.bus
     if (bus === undefined) return
+    // No shared tier took the change: the other instances read nothing new, and Redis (bus included) is likely down
+    // (their own bus reports the gap, and they drop their copies).
+    const failed = failure?.tiers
+    if (failed !== undefined && this.s.shared.every((tier) => failed.includes(tier))) return
     try {
       await bus.publish(message)
     } catch (err) {
@@ -1522,7 +1657,6 @@ export class Cache {
     tier: Tier,
     flight: Flight,
   ): Promise<T> {
-    const s = this.s
     const giveUpAt = performance.now() + lock.wait
     let delay = LOCK_POLL_MS
     for (;;) {
@@ -1532,6 +1666,7 @@ export class Cache {
       } catch (err) {
         tier.errors++
         this.error('lock', err, key)
+        if (ctx.signal.aborted) throw ctx.signal.reason
         return callLoader(key, loader, ctx)
       }
       if (held !== undefined) {
@@ -1544,10 +1679,13 @@ export class Cache {
         flight.lock = held
         const done = await this.fromShared(tier, full, key, flight)
         if (done !== undefined) return done.value as T
+        if (ctx.signal.aborted) throw ctx.signal.reason
         return callLoader(key, loader, ctx)
       }
+      // Closing aborts the signal; a wait that ends after it must not start the loader.
+      if (ctx.signal.aborted) throw ctx.signal.reason
       const left = giveUpAt - performance.now()
-      if (left <= 0 || s.closed) return callLoader(key, loader, ctx)
+      if (left <= 0) return callLoader(key, loader, ctx)
       flight.waiting = true
       try {
         await this.waitForKey(full, Math.min(delay, left), ctx.signal)
@@ -1616,6 +1754,12 @@ export class Cache {
   private overtake(invalidation: Invalidation): void {
     const s = this.s
     s.epoch++
+    for (const pending of s.writing) {
+      if (pending.touched) continue
+      if (invalidation.kind === 'key') pending.touched = pending.full === invalidation.key
+      else if (invalidation.kind === 'prefix') pending.touched = pending.full.startsWith(invalidation.prefix)
+      else pending.touched = pending.tags?.some((tag) => invalidation.tags.includes(tag)) === true
+    }
     // Only running loads can be overtaken; with none, nothing needs remembering.
     if (s.running.size === 0) return
     if (invalidation.kind === 'key') {
@@ -1710,6 +1854,7 @@ class Context<T> implements LoaderContext<T> {
   grace: Duration | undefined = undefined
   tags: string[] = []
   constructor(
+    readonly namespace: string,
     readonly key: string,
     readonly signal: AbortSignal,
     readonly stale: T | undefined,

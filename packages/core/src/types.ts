@@ -241,6 +241,11 @@ export interface LockOptions {
 export interface LoaderContext<T = unknown> {
   /** The key as the caller gave it (without namespace). */
   readonly key: string
+  /**
+   * The namespace path of the cache that started the load ('app' or 'app.tenant:42'). A read-through loader shared
+   * by several namespaces (tenants) must use it: the key alone does not say whose data to load.
+   */
+  readonly namespace: string
   /** Aborted when `hardTimeout` elapses or the cache closes. */
   readonly signal: AbortSignal
   /** The stale value being refreshed, when there is one. */

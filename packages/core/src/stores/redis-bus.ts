@@ -27,6 +27,7 @@ import { type Duration, parseDuration } from '../duration.js'
 import { CacheError, describe } from '../errors.js'
 import type { Bus, BusHandlers, BusMessage } from '../types.js'
 import { MAX_TIMER_MS, parseCommandTimeout, withDeadline } from './deadline.js'
+import { connectionLost } from './redis.js'
 
 export interface RedisBusOptions {
   /**
@@ -247,6 +248,8 @@ export class RedisBus implements Bus {
   /** This bus's random id, sent with every message so it can skip its own. */
   private readonly id: Buffer
   private readonly timeout: number
+  /** Why the publishing client is not connected (after it was once), or undefined. */
+  private readonly lost: () => string | undefined
   private readonly subscribeTimeout: number
   private readonly heartbeat: number
   private readonly subscriptions = new Set<Subscription>()
@@ -264,6 +267,7 @@ export class RedisBus implements Bus {
       )
     }
     this.client = options.client
+    this.lost = connectionLost(this.client)
     this.channel = options.channel ?? DEFAULT_CHANNEL
     if (typeof this.channel !== 'string' || this.channel === '') {
       throw new CacheError(
@@ -288,6 +292,12 @@ export class RedisBus implements Bus {
     const parts = encodeMessage(this.id, message)
     if (parts.length === 0) return
     const client = this.client
+    // Not queued for a reconnect: a message sent late could drop copies newer than what it announces.
+    const lost = this.lost()
+    if (lost !== undefined) {
+      const detail = `redisBus '${this.name}': not connected (${lost}); nothing was sent`
+      throw new CacheError('E_STORE_UNAVAILABLE', detail, { cause: new Error(`ioredis client status: ${lost}`) })
+    }
     await withDeadline(
       Promise.all(parts.map((part) => client.publish(this.channel, part))),
       this.timeout,

@@ -97,6 +97,7 @@ export class RedisStore implements Store {
   private readonly lockPrefix: string
   private readonly cluster: boolean
   private closed = false
+  private readonly connection: () => string | undefined
 
   constructor(options: RedisStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -138,6 +139,7 @@ export class RedisStore implements Store {
       this.client.on('error', () => {})
     }
     this.cluster = this.client.isCluster
+    this.connection = connectionLost(this.client)
   }
 
   async get(key: string): Promise<StoredEntry | undefined> {
@@ -153,6 +155,7 @@ export class RedisStore implements Store {
 
   async delete(key: string): Promise<boolean> {
     this.checkOpen()
+    this.checkConnected()
     return (await this.deadline('UNLINK', this.client.unlink(key))) > 0
   }
 
@@ -188,6 +191,7 @@ export class RedisStore implements Store {
 
   async setMany(entries: readonly (readonly [string, StoredEntry])[]): Promise<void> {
     this.checkOpen()
+    this.checkConnected()
     if (entries.length === 0) return
     if (this.cluster) {
       const ops = entries.flatMap(([key, entry]) => this.writeOps(key, entry))
@@ -200,6 +204,7 @@ export class RedisStore implements Store {
 
   async deleteMany(keys: readonly string[]): Promise<number> {
     this.checkOpen()
+    this.checkConnected()
     if (keys.length === 0) return 0
     const groups = this.bySlot(keys).flatMap((indexes) => chunks(indexes.map((i) => keys[i]!)))
     const counts = await this.deadline('UNLINK', Promise.all(groups.map((group) => this.client.unlink(group))))
@@ -213,6 +218,7 @@ export class RedisStore implements Store {
    */
   async clear(prefix?: string): Promise<void> {
     this.checkOpen()
+    this.checkConnected()
     const pattern = prefix === undefined || prefix === '' ? '*' : `${escapeGlob(prefix)}*`
     const nodes = await this.masters()
     await Promise.all(nodes.map((node) => this.clearNode(node, pattern)))
@@ -226,6 +232,7 @@ export class RedisStore implements Store {
    */
   async deleteTagged(tags: readonly string[]): Promise<number> {
     this.checkOpen()
+    this.checkConnected()
     const wanted = new Set(tags)
     if (wanted.size === 0) return 0
     const tagList = [...wanted]
@@ -287,6 +294,7 @@ export class RedisStore implements Store {
    */
   async lock(key: string, ttlMs: number): Promise<StoreLock | undefined> {
     this.checkOpen()
+    this.checkConnected()
     const name = this.lockPrefix + key
     const token = randomBytes(16).toString('base64url')
     const ok = await this.deadline('SET', this.client.set(name, token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'))
@@ -330,6 +338,21 @@ export class RedisStore implements Store {
 
   // -------------------------------------------------------------------------------------------------------------
 
+  /**
+   * Writes are not handed to a client that lost its connection: ioredis would queue them and send them on
+   * reconnect, long after their deadline, where they could land over newer writes of other instances.
+   */
+  private checkConnected(): void {
+    const lost = this.connection()
+    if (lost !== undefined) {
+      throw new CacheError(
+        'E_STORE_UNAVAILABLE',
+        `redisStore '${this.name}': not connected (${lost}); nothing was sent`,
+        { cause: new Error(`ioredis client status: ${lost}`) },
+      )
+    }
+  }
+
   private checkOpen(): void {
     if (this.closed) throw new CacheError('E_CLOSED', `redisStore '${this.name}' is closed`)
   }
@@ -361,6 +384,7 @@ export class RedisStore implements Store {
   /** The commands that write one entry (SET or DEL, plus the tag sets), each as a thunk. */
   private writeOps(key: string, entry: StoredEntry): (() => Promise<unknown>)[] {
     this.checkOpen()
+    this.checkConnected()
     const bytes = this.encode(entry)
     const ttl = ttlOf(entry)
     if (ttl !== undefined && !(ttl > 0)) return [() => this.client.unlink(key)]
@@ -546,6 +570,17 @@ export function escapeGlob(prefix: string): string {
 // Defaults for the clients the store makes. Offline queue on (commands sent before the first connect wait for it),
 // but at most one retry of a command whose connection dropped, so a dead server does not collect a growing queue;
 // reconnect attempts every 50 ms rising to 500 ms, so the store is back within about half a second of the server.
+/**
+ * After a client was connected once, says why it is not connected now (its status), or undefined while it is. Before
+ * the first connection commands may wait in ioredis' queue (within their deadline): start-up would otherwise fail.
+ * @internal
+ */
+export function connectionLost(client: Redis | Cluster): () => string | undefined {
+  let wasReady = client.status === 'ready'
+  if (!wasReady) client.once('ready', () => (wasReady = true))
+  return () => (wasReady && client.status !== 'ready' ? client.status : undefined)
+}
+
 const REDIS_DEFAULTS: RedisOptions = {
   maxRetriesPerRequest: 1,
   retryStrategy: (times) => Math.min(times * 50, 500),
@@ -567,7 +602,11 @@ function createCluster(options: { nodes: ClusterNode[]; options?: ClusterOptions
     clusterRetryStrategy: (times) => Math.min(times * 50, 500),
     enableAutoPipelining: true,
     ...given,
-    redisOptions: { maxRetriesPerRequest: 1, connectTimeout: 2000, ...given.redisOptions },
+    redisOptions: {
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      ...given.redisOptions,
+    },
   })
 }
 
