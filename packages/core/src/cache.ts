@@ -468,7 +468,10 @@ export class Cache {
       const entry = this.readNow(key)
       if (entry !== undefined || this.s.remote.length === 0) return this.answer(key, entry, loader, options)
     }
-    return this.read(key).then((entry) => this.answer(key, entry, loader, options))
+    // A load that finished while this read was in flight wrote L1: look there again before starting another.
+    return this.read(key).then((entry) =>
+      this.answer(key, entry ?? (this.s.getIn !== undefined ? this.readNow(key, false) : undefined), loader, options),
+    )
   }
 
   /** Fresh entry present? Counts nothing. */
