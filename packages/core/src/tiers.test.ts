@@ -83,6 +83,31 @@ describe('tiers: read, backfill, write', () => {
     expect(b.cache.stats().tiers[0]!.hits).toBe(1)
   })
 
+  it('three tiers: a hit in L3 is copied into L2 and L1; writes reach all three', async () => {
+    const name = ns('three')
+    const l1 = memoryStore()
+    const l2 = memoryStore({ name: 'memory-l2' })
+    const redis = client()
+    const cache = createCache({ namespace: name, tiers: [l1, l2, redisStore({ client: redis })] })
+    caches.push(cache)
+    const other = createCache({ namespace: name, tiers: [memoryStore(), redisStore({ client: redis })] })
+    caches.push(other)
+    await other.set('k', 'from-another-instance', { ttl: '10m' })
+    expect(await cache.get('k')).toBe('from-another-instance')
+    await pollUntil(async () => (await l2.get(`${name}:k`)) !== undefined, 2000, 5)
+    expect((await l1.get(`${name}:k`))?.value).toBe('from-another-instance')
+    expect((await l2.get(`${name}:k`))?.value).toBe('from-another-instance')
+    expect(cache.stats().tiers.map((t) => [t.name, t.hits, t.misses])).toEqual([
+      ['memory', 0, 1],
+      ['memory-l2', 0, 1],
+      ['redis', 1, 0],
+    ])
+    await cache.set('w', 1)
+    expect((await l1.get(`${name}:w`))?.value).toBe(1)
+    expect((await l2.get(`${name}:w`))?.value).toBe(1)
+    expect(await redis.exists(`${name}:w`)).toBe(1)
+  })
+
   it('caps an entry in a tier with maxTtl, and the cap never makes it fresher', async () => {
     const name = ns('cap')
     const l1 = memoryStore()
