@@ -4,7 +4,7 @@ import { CacheError, describe, isCacheError } from './errors.js'
 import { Metrics } from './metrics.js'
 import { MAX_TIMER_MS } from './stores/deadline.js'
 import { memoryStore } from './stores/memory.js'
-import { all, isDataError, isStore, Tier, type TierInput } from './tiers.js'
+import { isDataError, isStore, Tier, type TierInput } from './tiers.js'
 import type {
   Bus,
   BusMessage,
@@ -1448,10 +1448,10 @@ export class Cache {
         // Invalidated while in flight: whatever the local tiers hold for the key is outdated, this value included.
         this.dropLocalKey(full, key)
       } else if (failure === undefined || !isDataError(failure.error)) {
-        failure = this.writeLocal(full, key, entry) ?? failure
+        failure = this.writeLocal(full, key, entry, 'set') ?? failure
       }
     } else {
-      failure = this.writeLocal(full, key, entry)
+      failure = this.writeLocal(full, key, entry, 'set')
     }
     if (s.bus !== undefined && shared) {
       // An explicit write resolves once the other instances have been told; a load's callers need not wait for it.
@@ -1471,7 +1471,12 @@ export class Cache {
    * Writes the local tiers; resolves to the first failure. A tier that refuses the value (too large) has the key
    * dropped, so it never answers with the value this write replaced.
    */
-  private writeLocal(full: string, key: string, entry: StoredEntry): { error: unknown } | undefined {
+  private writeLocal(
+    full: string,
+    key: string,
+    entry: StoredEntry,
+    operation: 'set' | 'backfill',
+  ): { error: unknown } | undefined {
     const s = this.s
     let failure: { error: unknown } | undefined
     const now = s.clock()
@@ -1481,7 +1486,7 @@ export class Cache {
         else
           tier.store.set(full, tier.cap(entry, now)).catch((err: unknown) => {
             this.localFailed(tier, full)
-            this.error('set', err, key)
+            this.error(operation, err, key)
           })
       } catch (err) {
         this.localFailed(tier, full)
@@ -1498,40 +1503,19 @@ export class Cache {
   private localFailed(tier: Tier, full: string): void {
     tier.errors++
     if (this.s.shared.length === 0) return
-    const store = tier.store
-    try {
-      if (store.deleteSync) store.deleteSync(full)
-      else store.delete(full).catch(noop)
-    } catch {
-      // The store failed twice: nothing more this write can do; its error is reported by the caller.
-    }
+    // The store failed twice if this fails too: nothing more this write can do; its error is reported by the caller.
+    dropKey(tier.store, full, noop)
   }
 
   /** Drops one key from the local tiers (best effort). */
   private dropLocalKey(full: string, key: string): void {
-    for (const tier of this.s.local) {
-      try {
-        if (tier.store.deleteSync) tier.store.deleteSync(full)
-        else tier.store.delete(full).catch((err: unknown) => this.error('delete', err, key))
-      } catch (err) {
-        this.error('delete', err, key)
-      }
-    }
+    for (const tier of this.s.local) dropKey(tier.store, full, (err) => this.error('delete', err, key))
   }
 
   /** Copies an entry another process stored into the local tiers (no publish: nothing changed in shared ones). */
   private copyUp(full: string, key: string, entry: StoredEntry): void {
-    const s = this.s
-    const now = s.clock()
-    for (const tier of s.local) {
-      const capped = tier.cap(entry, now)
-      try {
-        if (tier === s.l1) s.setIn!(this.prefix, key, capped)
-        else tier.store.set(full, capped).catch((err: unknown) => this.error('backfill', err, key))
-      } catch (err) {
-        this.error('backfill', err, key)
-      }
-    }
+    const failure = this.writeLocal(full, key, entry, 'backfill')
+    if (failure !== undefined) this.error('backfill', failure.error, key)
   }
 
   /**
@@ -1561,7 +1545,8 @@ export class Cache {
         fail(err)
       }
     }
-    if (pending.length > 0) await all(pending)
+    // Each call's failure is caught above: this waits for all of them and never rejects.
+    if (pending.length > 0) await Promise.all(pending)
     return failure
   }
 
@@ -1596,10 +1581,7 @@ export class Cache {
       }
       try {
         if (message.kind === 'keys') {
-          for (const key of message.keys) {
-            if (store.deleteSync) store.deleteSync(key)
-            else store.delete(key).catch(fail)
-          }
+          for (const key of message.keys) dropKey(store, key, fail)
         } else if (message.kind === 'tags') {
           store.deleteTagged?.(message.tags).catch(fail)
         } else {
@@ -1897,6 +1879,16 @@ function flightHasTag(flight: Flight, tags: readonly string[]): boolean {
   if (flight.ctx.tags.length === 0) return false
   const prefix = flight.prefix
   return flight.ctx.tags.some((tag) => tags.includes(prefix + tag))
+}
+
+/** Deletes one key now: synchronously where the store can, else in the background; failures go to `onError`. */
+function dropKey(store: Store, full: string, onError: (err: unknown) => void): void {
+  try {
+    if (store.deleteSync) store.deleteSync(full)
+    else store.delete(full).catch(onError)
+  } catch (err) {
+    onError(err)
+  }
 }
 
 /** Runs a loader; whatever it throws (synchronously or not) becomes `E_LOADER_ERROR` with the cause. */

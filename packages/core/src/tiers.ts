@@ -115,13 +115,3 @@ export function isDataError(err: unknown): boolean {
     isCacheError(err, 'E_SERIALIZE') || isCacheError(err, 'E_VALUE_TOO_LARGE') || isCacheError(err, 'E_INVALID_VALUE')
   )
 }
-
-/** Settles every call, then rethrows the first failure (after all have finished, so none is left running). */
-export async function all(calls: Promise<unknown>[]): Promise<void> {
-  if (calls.length === 1) {
-    await calls[0]
-    return
-  }
-  const results = await Promise.allSettled(calls)
-  for (const result of results) if (result.status === 'rejected') throw result.reason
-}

@@ -27,7 +27,7 @@ import { type Duration, parseDuration } from '../duration.js'
 import { CacheError, describe } from '../errors.js'
 import type { Bus, BusHandlers, BusMessage } from '../types.js'
 import { MAX_TIMER_MS, parseCommandTimeout, withDeadline } from './deadline.js'
-import { connectionLost } from './redis.js'
+import { connectionLost } from './redis-call.js'
 
 export interface RedisBusOptions {
   /**

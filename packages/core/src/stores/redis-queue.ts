@@ -17,9 +17,10 @@ import { hostname } from 'node:os'
 import type { Cluster, Redis } from 'ioredis'
 import { type Codec, defaultCodec } from '../codec.js'
 import { type Duration, parseDuration } from '../duration.js'
-import { CacheError, describe, isCacheError } from '../errors.js'
+import { CacheError, describe } from '../errors.js'
 import type { DeadLetter, TakenWrite, WriteBehindItem, WriteQueue } from '../types.js'
-import { MAX_TIMER_MS, parseCommandTimeout, withDeadline } from './deadline.js'
+import { MAX_TIMER_MS, parseCommandTimeout } from './deadline.js'
+import { redisDeadline } from './redis-call.js'
 
 export interface RedisQueueOptions {
   /** The ioredis client (standalone, Sentinel or Cluster). Yours: the queue never closes it. */
@@ -365,18 +366,7 @@ export class RedisQueue implements WriteQueue {
 
   /** Races one round trip against the deadline; any failure but a CacheError becomes `E_STORE_UNAVAILABLE`. */
   private run<T>(command: string, work: Promise<T>): Promise<T> {
-    return withDeadline(
-      work,
-      this.timeout,
-      () =>
-        new CacheError('E_STORE_UNAVAILABLE', `redisQueue: ${command} got no answer within ${this.timeout}ms`, {
-          cause: new Error(`timed out after ${this.timeout}ms (connection status: ${this.client.status})`),
-        }),
-      (err) =>
-        isCacheError(err)
-          ? err
-          : new CacheError('E_STORE_UNAVAILABLE', `redisQueue: ${command} failed: ${messageOf(err)}`, { cause: err }),
-    )
+    return redisDeadline('redisQueue', command, work, this.timeout, this.client)
   }
 }
 

@@ -6,9 +6,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis'
 import { type Codec, defaultCodec } from '../codec.js'
 import type { Duration } from '../duration.js'
-import { CacheError, describe, isCacheError } from '../errors.js'
+import { CacheError, describe } from '../errors.js'
 import type { Store, StoredEntry, StoreLock, WriteQueue } from '../types.js'
-import { parseCommandTimeout, withDeadline } from './deadline.js'
+import { parseCommandTimeout } from './deadline.js'
+import { connectionLost, redisDeadline } from './redis-call.js'
 import { redisQueue } from './redis-queue.js'
 
 /** Where the store gets its ioredis client: yours (never closed by the store) or one it makes (and closes). */
@@ -366,19 +367,7 @@ export class RedisStore implements Store {
       work.catch(() => {})
       return Promise.reject(new CacheError('E_CLOSED', `redisStore '${this.name}' is closed`))
     }
-    return withDeadline(
-      work,
-      this.timeout,
-      () =>
-        new CacheError('E_STORE_UNAVAILABLE', `redis: ${command} got no answer within ${this.timeout}ms`, {
-          cause: new Error(`timed out after ${this.timeout}ms (connection status: ${this.client.status})`),
-        }),
-      (err) => {
-        if (isCacheError(err)) return err
-        const message = err instanceof Error ? err.message : String(err)
-        return new CacheError('E_STORE_UNAVAILABLE', `redis: ${command} failed: ${message}`, { cause: err })
-      },
-    )
+    return redisDeadline('redis', command, work, this.timeout, this.client)
   }
 
   /** The commands that write one entry (SET or DEL, plus the tag sets), each as a thunk. */
@@ -570,17 +559,6 @@ export function escapeGlob(prefix: string): string {
 // Defaults for the clients the store makes. Offline queue on (commands sent before the first connect wait for it),
 // but at most one retry of a command whose connection dropped, so a dead server does not collect a growing queue;
 // reconnect attempts every 50 ms rising to 500 ms, so the store is back within about half a second of the server.
-/**
- * After a client was connected once, says why it is not connected now (its status), or undefined while it is. Before
- * the first connection commands may wait in ioredis' queue (within their deadline): start-up would otherwise fail.
- * @internal
- */
-export function connectionLost(client: Redis | Cluster): () => string | undefined {
-  let wasReady = client.status === 'ready'
-  if (!wasReady) client.once('ready', () => (wasReady = true))
-  return () => (wasReady && client.status !== 'ready' ? client.status : undefined)
-}
-
 const REDIS_DEFAULTS: RedisOptions = {
   maxRetriesPerRequest: 1,
   retryStrategy: (times) => Math.min(times * 50, 500),
