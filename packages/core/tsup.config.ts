@@ -5,7 +5,7 @@ const shared: Options = {
   dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   target: 'node20',
-  external: ['vitest', 'ioredis', 'memjs'],
+  external: ['vitest', 'ioredis', 'memjs', 'http-cache-semantics'],
 }
 
 export default defineConfig([
@@ -13,7 +13,13 @@ export default defineConfig([
   // splitting: one copy of shared modules (CacheError) across entry points, so `instanceof` holds in CJS too.
   {
     ...shared,
-    entry: { index: 'src/index.ts', codec: 'src/codec-entry.ts', redis: 'src/redis.ts', memcached: 'src/memcached.ts' },
+    entry: {
+      index: 'src/index.ts',
+      codec: 'src/codec-entry.ts',
+      redis: 'src/redis.ts',
+      memcached: 'src/memcached.ts',
+      http: 'src/http/index.ts',
+    },
     format: ['esm', 'cjs'],
     splitting: true,
   },

@@ -2,4 +2,14 @@
  * `@cache/core/testing`: the suites every store and adapter must pass. Import it from test files only; it needs
  * vitest (an optional peer dependency).
  */
+export {
+  type HttpAdapterCapabilities,
+  type HttpAdapterHarness,
+  httpAdapterSuite,
+  type SuiteCacheOptions,
+  type SuiteReply,
+  type SuiteRequest,
+  type SuiteRoute,
+  type SuiteServer,
+} from './http-suite.js'
 export { type StoreCapabilities, type StoreSuiteOptions, storeSuite } from './store-suite.js'

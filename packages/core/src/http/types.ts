@@ -1,0 +1,118 @@
+import type { Duration } from '../duration.js'
+import type { LockOptions } from '../types.js'
+
+/** A header's value as frameworks hand it over. Names are always lower case. */
+export type HeaderValue = string | number | readonly string[] | undefined
+export type HttpHeaders = Readonly<Record<string, HeaderValue>>
+
+/** A request as the policy sees it. Adapters build it from their framework's request. */
+export interface HttpRequest {
+  /** Upper case: 'GET', 'HEAD', 'POST', … */
+  readonly method: string
+  /** 'http' or 'https': the scheme the client used (part of the key). */
+  readonly protocol: string
+  /** Path and query as the client sent them ('/todos?page=2'); express's `originalUrl`, not its `url`. */
+  readonly url: string
+  /** Lower-case names. `host` is part of the key. */
+  readonly headers: HttpHeaders
+}
+
+/** A complete response: what is stored, and what the engine sends on a hit. */
+export interface HttpResponse {
+  readonly status: number
+  /** Lower-case names; `set-cookie` may be a list. */
+  readonly headers: HttpHeaders
+  /** Binary-safe. Empty for HEAD, 304 and 204 answers. */
+  readonly body: Uint8Array
+}
+
+/**
+ * What an adapter must do with the response its handler produced, decided by the engine once the status and the
+ * headers are known and before a byte of it is sent.
+ */
+export type ForwardDecision =
+  /**
+   * Let the response go to the client with `headers` added (replacing any the handler set under the same name). When
+   * `capture` > 0, also collect the body for the cache, at most `capture` bytes: a bigger body is sent in full but
+   * not collected.
+   */
+  | { readonly action: 'send'; readonly headers: readonly (readonly [string, string])[]; readonly capture: number }
+  /** Send nothing of it: the engine answers the client with `send()` instead (a stale copy, on stale-if-error). */
+  | { readonly action: 'discard' }
+
+/**
+ * One request in flight, as an adapter hands it to the engine. The engine calls `forward` at most once and `send` at
+ * most once, never both unless `forward`'s decision was 'discard'.
+ */
+export interface HttpExchange<R = HttpRequest> {
+  readonly request: HttpRequest
+  /** The framework's own request object (express `Request`, hono `Context`, …), passed to the route's callbacks. */
+  readonly source: R
+  /**
+   * Runs the route's handler for this request. The adapter calls `head` exactly once, when the status and headers
+   * are final (express: at `writeHead` or the first write; fastify: in `onSend`; hono: after `next()`), follows
+   * the decision, and resolves with the collected body: `undefined` when none was asked for, the body outgrew the
+   * cap, the stream was aborted, or the adapter cannot collect this kind of body.
+   */
+  forward(head: (status: number, headers: HttpHeaders) => ForwardDecision): Promise<Uint8Array | undefined>
+  /**
+   * Sends a response the engine made (a hit, a 304, a stale copy). Status, headers and body are sent exactly as
+   * given: `content-length` is set by the engine (also on HEAD, where the body is empty).
+   */
+  send(response: HttpResponse): void | Promise<void>
+  /**
+   * Runs a copy of `request` with no client attached and resolves with its complete response: how the engine
+   * revalidates in the background (stale-while-revalidate) and fills the cache for a HEAD. `runDetached` in
+   * `@cache/core/http` does it for any Node `http.Server`. Without it, stale entries are revalidated while the client
+   * waits (and still served if that fails, within stale-if-error).
+   */
+  detached?: ((request: HttpRequest) => Promise<HttpResponse>) | undefined
+}
+
+/** How a route caches; every field is optional. `R` is the framework's request type (see `HttpExchange.source`). */
+export interface HttpCacheOptions<R = HttpRequest> {
+  /**
+   * How long a response stays fresh when it says nothing (no `s-maxage`, `max-age` or `Expires`), and the cap on what
+   * it says. @default '1m'
+   */
+  ttl?: Duration
+  /**
+   * How long a stale response may be served while one background request refreshes it (RFC 5861), unless the
+   * response's own `stale-while-revalidate` says otherwise. @default 0
+   */
+  staleWhileRevalidate?: Duration
+  /**
+   * How long a stale response may be served when refreshing it fails (5xx or a thrown handler), unless the
+   * response's own `stale-if-error` says otherwise. @default 0
+   */
+  staleIfError?: Duration
+  /**
+   * Requests carrying `Authorization` or `Cookie` bypass the cache unless the route says whose the response is:
+   * `'public'` (the same for everyone, whatever the credentials) or a per-user `key`. @default undefined
+   */
+  scope?: 'public' | undefined
+  /**
+   * Adds a part to the key, such as the user's id, so each user gets their own copy; return `undefined` to bypass
+   * the cache for this request. Requests with credentials are cached only under such a key (or `scope: 'public'`).
+   */
+  key?: ((req: R) => string | undefined) | undefined
+  /** Tags of the stored response, for `cache.invalidateTags`. */
+  tags?: ((req: R) => readonly string[]) | undefined
+  /** Tags to invalidate after an unsafe request (POST, PUT, PATCH, DELETE) to this route succeeds (2xx or 3xx). */
+  invalidateTags?: ((req: R) => readonly string[]) | undefined
+  /**
+   * Status codes that may be stored. @default [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501] (RFC 9110
+   * §15.1; 206 only for requests with `Range`, which is then part of the key)
+   */
+  statuses?: readonly number[] | undefined
+  /** Query parameters left out of the key; a trailing '*' matches a prefix. @default ['utm_*', 'fbclid', 'gclid'] */
+  ignoreQuery?: readonly string[] | undefined
+  /** Responses with a bigger body are passed through uncached. @default 1_048_576 (1 MiB) */
+  maxBodySize?: number | undefined
+  /** Cross-process coalescing of misses (see `GetOrSetOptions.lock`). @default the cache's `lock` */
+  lock?: boolean | LockOptions | undefined
+  /** The cache's name in `Cache-Status`; `false` leaves the header out. @default 'cache' */
+  cacheStatus?: string | false | undefined
+  /** Prefix of every key and tag the engine writes. @default 'http:' */
+  keyPrefix?: string | undefined
+}
