@@ -1,16 +1,121 @@
+import { createHash } from 'node:crypto'
+import CachePolicy from 'http-cache-semantics'
 import type { Cache } from '../cache.js'
-import type { HttpCacheOptions, HttpExchange, HttpRequest } from './types.js'
+import { parseDuration } from '../duration.js'
+import { CacheError, describe } from '../errors.js'
+import type { GetOrSetOptions, LoaderContext } from '../types.js'
+import type { ForwardDecision, HeaderValue, HttpCacheOptions, HttpExchange, HttpHeaders, HttpRequest } from './types.js'
 
 /** The policy engine for one route (or one app): serves requests from `cache` and fills it. */
 export interface HttpCache<R = HttpRequest> {
   /**
    * Serves one request: from the cache when it may, else through the exchange's handler (storing what may be
    * stored); an unsafe method that succeeds invalidates the URL's stored responses. Never leaves the client without
-   * an answer and never rejects because of the cache: a cache that fails is passed through.
+   * an answer because of the cache: when the cache fails, the request goes to the handler.
    */
   handle(exchange: HttpExchange<R>): Promise<void>
   /** Drops every stored response (every variant, every user) for an absolute URL ('https://example.com/todos?x=1'). */
   invalidate(url: string | URL): Promise<void>
+}
+
+/** RFC 9110 §15.1: the status codes that are cacheable by default. */
+const DEFAULT_STATUSES = [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+/** Never stored: they describe one connection (hop-by-hop), one client (set-cookie), or are recomputed on each answer. */
+const NOT_STORED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'set-cookie',
+  'age',
+  'content-length',
+  'cache-status',
+])
+/** The headers a 304 repeats (RFC 9110 §15.4.5). */
+const NOT_MODIFIED_HEADERS = new Set([
+  'cache-control',
+  'content-location',
+  'date',
+  'etag',
+  'expires',
+  'vary',
+  'last-modified',
+])
+const MAX_WAIT = 2_147_483_647
+const MAX_KEY = 512
+
+/** A stored response. Short field names: it goes through the codec into Redis on every store. */
+interface Stored {
+  readonly k: 'r'
+  readonly status: number
+  readonly headers: readonly (readonly [string, string])[]
+  readonly body: Uint8Array
+  readonly etag: string
+  /** ms since the epoch, from `Last-Modified`; -1 when absent. */
+  readonly lastModified: number
+  readonly storedAt: number
+  /** The origin's own `Age`, in seconds. */
+  readonly age: number
+  readonly freshMs: number
+  readonly swrMs: number
+  readonly sieMs: number
+  /** `no-cache`: every request goes to the handler; the copy serves stale-if-error only. */
+  readonly noCache: boolean
+  /** The request headers (lower case) this response varies on, as used in its key. */
+  readonly vary: readonly string[]
+}
+/** Stored at a URL's key when its responses vary: the request headers that pick the variant. */
+interface VaryMarker {
+  readonly k: 'v'
+  readonly vary: readonly string[]
+}
+/** What a load hands its waiters when its response may not be shared: they ask the handler themselves. Never stored. */
+interface Pass {
+  readonly k: 'p'
+  readonly reason: string
+}
+type Value = Stored | VaryMarker | Pass
+
+interface Resolved<R> {
+  ttl: number
+  swr: number
+  sie: number
+  scope: 'public' | undefined
+  key: ((req: R) => string | undefined) | undefined
+  tags: ((req: R) => readonly string[]) | undefined
+  invalidateTags: ((req: R) => readonly string[]) | undefined
+  statuses: ReadonlySet<number>
+  ignoreExact: ReadonlySet<string>
+  ignorePrefixes: readonly string[]
+  maxBody: number
+  lock: GetOrSetOptions['lock']
+  name: string | undefined
+  prefix: string
+}
+
+/** One request's state: who answered the client, and how. */
+interface Turn<R> {
+  readonly ex: HttpExchange<R>
+  readonly primary: string
+  readonly urlTag: string
+  readonly shared: boolean
+  /** The URL's tag and the route's tags, given to what this request stores. */
+  readonly tags: string[]
+  /** A load of this request runs the handler on its own exchange (the client gets that response). */
+  claimed: boolean
+  /** Settles when that forward is over; `sent` says whether the client got the handler's response. */
+  forwarded: Promise<void> | undefined
+  sent: boolean
+  /** The engine is answering the client itself: no load may claim the exchange any more. */
+  answering: boolean
+  /** The origin status that made a claimed forward discard its response (stale-if-error). */
+  failedStatus: number
 }
 
 /**
@@ -19,5 +124,606 @@ export interface HttpCache<R = HttpRequest> {
  * server.on('request', (req, res) => http.handle(nodeExchange(req, res, () => route(req, res), req)))
  */
 export function createHttpCache<R = HttpRequest>(cache: Cache, options: HttpCacheOptions<R> = {}): HttpCache<R> {
-  throw new Error(`not yet: ${String(cache)} ${String(options)}`)
+  return new Engine(cache, resolve(options))
+}
+
+class Engine<R> implements HttpCache<R> {
+  constructor(
+    private readonly cache: Cache,
+    private readonly o: Resolved<R>,
+  ) {}
+
+  async invalidate(url: string | URL): Promise<void> {
+    const u = typeof url === 'string' ? new URL(url) : url
+    await this.cache.invalidateTags([this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search)])
+  }
+
+  async handle(ex: HttpExchange<R>): Promise<void> {
+    const method = ex.request.method.toUpperCase()
+    if (UNSAFE.has(method)) return this.unsafe(ex)
+    if (method !== 'GET' && method !== 'HEAD') {
+      await ex.forward(() => ({ action: 'send', headers: [], capture: 0 }))
+      return
+    }
+    const o = this.o
+    const h = ex.request.headers
+    let part: string | undefined
+    if (o.key !== undefined) {
+      part = o.key(ex.source)
+      if (part === undefined) return this.bypass(ex, 'key')
+    } else if (o.scope !== 'public') {
+      if (present(h.authorization)) return this.bypass(ex, 'authorization')
+      if (present(h.cookie)) return this.bypass(ex, 'cookie')
+    }
+    const { protocol, url } = ex.request
+    const host = first(h.host) ?? ''
+    const at = url.indexOf('?')
+    const path = at < 0 ? url : url.slice(0, at)
+    const query = at < 0 ? '' : this.query(url.slice(at + 1))
+    const range = first(h.range)
+    let primary = `${protocol}://${host}${path}${query}`
+    if (part !== undefined) primary += `#k=${part}`
+    if (range !== undefined) primary += `#r=${range}`
+    const urlTag = this.urlTag(protocol, host, path + query)
+    const turn: Turn<R> = {
+      ex,
+      primary: this.key(primary),
+      urlTag,
+      // Asked before anything runs, so a throwing callback fails the request instead of silently storing nothing.
+      tags: o.tags === undefined ? [urlTag] : [urlTag, ...o.tags(ex.source)],
+      shared: o.scope === 'public' || o.key !== undefined,
+      claimed: false,
+      forwarded: undefined,
+      sent: false,
+      answering: false,
+      failedStatus: 0,
+    }
+    try {
+      await this.serve(turn)
+    } catch (err) {
+      if (turn.claimed) {
+        await turn.forwarded
+        if (turn.sent) return
+        // The handler's own forward failed (an adapter error): never run the handler twice.
+        if (turn.failedStatus === 0) throw err
+        // Its failure was held back for a stale copy that could not be read after all: answer the failure.
+        return ex.send({
+          status: turn.failedStatus,
+          headers: {
+            'content-length': '0',
+            ...Object.fromEntries(this.statusHeader(`fwd=miss; fwd-status=${turn.failedStatus}`)),
+          },
+          body: EMPTY,
+        })
+      }
+      if (turn.answering) throw err
+      // The cache failed (not the handler): the client is answered by the handler, uncached.
+      await this.forwardOnly(ex, 'fwd=miss; detail=error')
+    }
+  }
+
+  private async serve(turn: Turn<R>): Promise<void> {
+    let key = turn.primary
+    let value = await this.cache.getOrSet<Value>(key, this.loader(turn, key, undefined), this.getOptions(0))
+    if (value.k === 'v') {
+      const vary = value.vary
+      if (turn.claimed) {
+        await turn.forwarded
+        if (turn.sent) return
+      }
+      key = this.variant(turn.primary, vary, turn.ex.request.headers)
+      value = await this.cache.getOrSet<Value>(key, this.loader(turn, key, vary), this.getOptions(0))
+    }
+    if (turn.claimed) {
+      await turn.forwarded
+      if (turn.sent) return
+    }
+    if (value.k !== 'r') return this.forwardOnly(turn.ex, `fwd=miss; detail=${value.k === 'p' ? value.reason : 'vary'}`)
+    const now = Date.now()
+    const freshUntil = value.storedAt + value.freshMs
+    if (now >= freshUntil && turn.failedStatus === 0) {
+      const swr = !value.noCache && turn.ex.detached !== undefined && now < freshUntil + value.swrMs
+      if (!swr) {
+        // Past stale-while-revalidate: wait for the refresh the read started (or joined); stale only if it fails.
+        const fresh = await this.cache.getOrSet<Value>(
+          key,
+          this.loader(turn, key, value.vary),
+          this.getOptions(MAX_WAIT),
+        )
+        if (turn.claimed) {
+          await turn.forwarded
+          if (turn.sent) return
+        }
+        if (fresh.k !== 'r') return this.forwardOnly(turn.ex, 'fwd=stale')
+        if (fresh.storedAt !== value.storedAt) return this.answer(turn, fresh, 'fwd=stale; fwd-status=200')
+        return this.answer(turn, value, 'fwd=stale; detail=stale-if-error')
+      }
+    }
+    if (turn.failedStatus !== 0) {
+      return this.answer(turn, value, `fwd=stale; fwd-status=${turn.failedStatus}; detail=stale-if-error`)
+    }
+    return this.answer(turn, value, 'hit')
+  }
+
+  private getOptions(timeout: number): GetOrSetOptions {
+    return this.o.lock === undefined ? { timeout } : { timeout, lock: this.o.lock }
+  }
+
+  /**
+   * The load of `key` started by this request. It runs the handler on the request's own exchange when the client is
+   * waiting for it anyway (a miss, a refresh past stale-while-revalidate), else a detached copy (a background
+   * refresh, a HEAD). `vary` is set when `key` is a variant of the URL's key.
+   */
+  private loader(turn: Turn<R>, key: string, vary: readonly string[] | undefined) {
+    return async (ctx: LoaderContext<Value>): Promise<Value> => {
+      const o = this.o
+      const ex = turn.ex
+      const stale = ctx.stale?.k === 'r' ? ctx.stale : undefined
+      const now = Date.now()
+      const swr =
+        stale !== undefined &&
+        !stale.noCache &&
+        ex.detached !== undefined &&
+        now < stale.storedAt + stale.freshMs + stale.swrMs
+      const head = ex.request.method.toUpperCase() === 'HEAD'
+      let status: number
+      let headers: HttpHeaders
+      let body: Uint8Array | undefined
+      let verdict: Verdict | undefined
+      if (swr || head || turn.claimed || turn.answering) {
+        if (ex.detached === undefined) {
+          ctx.skip()
+          return { k: 'p', reason: 'method' }
+        }
+        const res = await ex.detached(detachedRequest(ex.request))
+        status = res.status
+        headers = lowerCase(res.headers)
+        body = res.body
+        // A failed refresh keeps the stale copy (stale-if-error, by the core's grace).
+        if (status >= 500 && stale !== undefined) throw new Error(`the refresh answered ${status}`)
+        verdict = this.judge(status, headers, ex.request, turn.shared)
+        if (verdict.reason === undefined && body.length > o.maxBody) verdict = { ...verdict, reason: 'size' }
+      } else {
+        turn.claimed = true
+        const sieUntil = stale === undefined ? 0 : stale.storedAt + stale.freshMs + stale.sieMs
+        let discarded = false
+        status = 0
+        headers = {}
+        const forwarded = ex.forward((s, hs): ForwardDecision => {
+          status = s
+          headers = lowerCase(hs)
+          if (s >= 500 && Date.now() < sieUntil) {
+            discarded = true
+            turn.failedStatus = s
+            return { action: 'discard' }
+          }
+          verdict = this.judge(s, headers, ex.request, turn.shared)
+          const length = Number(first(headers['content-length']) ?? -1)
+          if (verdict.reason === undefined && length > o.maxBody) verdict = { ...verdict, reason: 'size' }
+          const fwd = stale === undefined ? 'fwd=miss' : `fwd=stale; fwd-status=${s}`
+          const member =
+            verdict.reason === undefined
+              ? `${fwd}; stored; ttl=${Math.floor(verdict.freshMs / 1000)}`
+              : `${fwd}; detail=${verdict.reason}`
+          return {
+            action: 'send',
+            headers: this.statusHeader(member),
+            capture: verdict.reason === undefined ? o.maxBody : 0,
+          }
+        })
+        turn.forwarded = forwarded.then(
+          () => {
+            turn.sent = !discarded
+          },
+          () => {},
+        )
+        body = await forwarded
+        turn.sent = !discarded
+        if (discarded) throw new Error(`the handler answered ${status}`)
+        if (verdict !== undefined && verdict.reason === undefined && body === undefined) {
+          verdict = { ...verdict, reason: 'stream' }
+        }
+      }
+      if (verdict === undefined || verdict.reason !== undefined || body === undefined) {
+        ctx.skip()
+        return { k: 'p', reason: verdict?.reason ?? 'stream' }
+      }
+      const stored = this.record(status, headers, body, verdict)
+      const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
+      if (stored.noCache && grace === 0) {
+        ctx.skip()
+        return { k: 'p', reason: 'no-cache' }
+      }
+      const tags = turn.tags
+      ctx.ttl = stored.freshMs
+      ctx.grace = grace
+      ctx.tags = tags
+      if (vary === undefined) {
+        if (stored.vary.length === 0) return stored
+        // The URL's key keeps which headers pick the variant; the response goes under the variant's key.
+        const variant = this.variant(turn.primary, stored.vary, ex.request.headers)
+        try {
+          await this.cache.set(variant, stored, { ttl: stored.freshMs, grace, tags })
+        } catch {
+          // Reported by the cache (`error` event); waiters ask the handler themselves.
+          ctx.skip()
+          return { k: 'p', reason: 'error' }
+        }
+        return { k: 'v', vary: stored.vary }
+      }
+      if (!sameList(vary, stored.vary)) {
+        // The route now varies on other headers: forget the URL's marker; the next request sets the new one.
+        ctx.skip()
+        this.cache.delete(turn.primary).catch(() => {})
+        return { k: 'p', reason: 'vary' }
+      }
+      return stored
+    }
+  }
+
+  /** Whether a response may be stored, and for how long. `reason` is set when it may not. */
+  private judge(status: number, headers: HttpHeaders, request: HttpRequest, shared: boolean): Verdict {
+    const o = this.o
+    const no = (reason: string): Verdict => ({ reason, freshMs: 0, swrMs: 0, sieMs: 0, noCache: false, vary: [] })
+    if (!o.statuses.has(status) || (status === 206 && !present(request.headers.range))) return no('status')
+    const cc = cacheControl(headers['cache-control'])
+    if (cc.has('no-store')) return no('no-store')
+    if (cc.has('private')) return no('private')
+    if (present(headers['set-cookie']) && !shared) return no('set-cookie')
+    const vary = varyList(headers.vary)
+    if (vary === undefined) return no('vary')
+    const encoding = first(headers['content-encoding'])?.trim().toLowerCase()
+    if (encoding !== undefined && encoding !== '' && encoding !== 'identity' && !vary.includes('accept-encoding')) {
+      vary.push('accept-encoding')
+      vary.sort()
+    }
+    // The RFC arithmetic (s-maxage > max-age > Expires, Age and Date) is http-cache-semantics'. It judges the headers
+    // only: the status list and the credentials rules are ours, decided above.
+    const requestHeaders: Record<string, string> = {}
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (name !== 'authorization' && name !== 'cookie' && value !== undefined) requestHeaders[name] = join(value)
+    }
+    const responseHeaders: Record<string, string> = {}
+    for (const [name, value] of Object.entries(headers)) {
+      if (name !== 'set-cookie' && value !== undefined) responseHeaders[name] = join(value)
+    }
+    const policy = new CachePolicy(
+      { method: 'GET', url: request.url, headers: requestHeaders },
+      { status: 200, headers: responseHeaders },
+      { shared: true },
+    )
+    if (!policy.storable()) return no('no-store')
+    const noCache = cc.has('no-cache') || (!present(headers['cache-control']) && /no-cache/i.test(join(headers.pragma)))
+    const explicit = cc.has('s-maxage') || cc.has('max-age') || present(headers.expires)
+    let freshMs = explicit ? Math.max(0, Math.min(o.ttl, (policy.maxAge() - policy.age()) * 1000)) : o.ttl
+    if (noCache) freshMs = 0
+    const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate')
+    const swrMs = strict ? 0 : seconds(cc.get('stale-while-revalidate'), o.swr)
+    const sieMs = strict ? 0 : seconds(cc.get('stale-if-error'), o.sie)
+    if (freshMs === 0 && !noCache && swrMs === 0 && sieMs === 0) return no('expired')
+    return { reason: undefined, freshMs, swrMs, sieMs, noCache: noCache || freshMs === 0, vary }
+  }
+
+  private record(status: number, headers: HttpHeaders, body: Uint8Array, v: Verdict): Stored {
+    const kept: [string, string][] = []
+    const listed = new Set(
+      join(headers.connection)
+        .toLowerCase()
+        .split(',')
+        .map((s) => s.trim()),
+    )
+    let etag: string | undefined
+    for (const [name, value] of Object.entries(headers)) {
+      if (value === undefined || NOT_STORED.has(name) || name.startsWith('proxy-') || listed.has(name)) continue
+      if (name === 'etag') etag = join(value)
+      if (Array.isArray(value)) for (const item of value) kept.push([name, String(item)])
+      else kept.push([name, String(value)])
+    }
+    if (etag === undefined) {
+      etag = `W/"${createHash('sha1').update(body).digest('base64url')}"`
+      kept.push(['etag', etag])
+    }
+    const modified = Date.parse(join(headers['last-modified']))
+    return {
+      k: 'r',
+      status,
+      headers: kept,
+      body: Buffer.isBuffer(body) ? new Uint8Array(body.buffer, body.byteOffset, body.byteLength) : body,
+      etag,
+      lastModified: Number.isNaN(modified) ? -1 : modified,
+      storedAt: Date.now(),
+      age: Math.max(0, Number.parseInt(join(headers.age), 10) || 0),
+      freshMs: v.freshMs,
+      swrMs: v.swrMs,
+      sieMs: v.sieMs,
+      noCache: v.noCache,
+      vary: v.vary,
+    }
+  }
+
+  /** Answers the client from a stored response: a 304 when its validators match, no body for HEAD. */
+  private async answer(turn: Turn<R>, value: Stored, member: string): Promise<void> {
+    turn.answering = true
+    const { ex } = turn
+    const now = Date.now()
+    const age = Math.max(0, Math.floor((now - value.storedAt) / 1000)) + value.age
+    const left = (value.storedAt + value.freshMs - now) / 1000
+    // Whole seconds: up for a fresh copy (never 0 while fresh), down for a stale one (negative as soon as stale).
+    const ttl = left > 0 ? Math.ceil(left) : Math.floor(left)
+    const status = member === 'hit' ? `hit; ttl=${ttl}` : `${member}; ttl=${ttl}`
+    const extra: [string, string][] = [['age', String(age)], ...this.statusHeader(status)]
+    const h = ex.request.headers
+    if (notModified(value, h)) {
+      const headers = this.toHeaders(
+        value.headers.filter(([name]) => NOT_MODIFIED_HEADERS.has(name)),
+        extra,
+      )
+      return ex.send({ status: 304, headers, body: EMPTY })
+    }
+    const headers = this.toHeaders(value.headers, extra)
+    if (value.status !== 204 && value.status !== 304) headers['content-length'] = String(value.body.byteLength)
+    const head = ex.request.method.toUpperCase() === 'HEAD'
+    return ex.send({ status: value.status, headers, body: head ? EMPTY : value.body })
+  }
+
+  private toHeaders(list: readonly (readonly [string, string])[], extra: readonly (readonly [string, string])[]) {
+    const out: Record<string, string | string[]> = {}
+    for (const [name, value] of [...list, ...extra]) {
+      const had = out[name]
+      if (had === undefined) out[name] = value
+      else if (Array.isArray(had)) had.push(value)
+      else out[name] = [had, value]
+    }
+    return out
+  }
+
+  private statusHeader(member: string): [string, string][] {
+    return this.o.name === undefined ? [] : [['cache-status', `${this.o.name}; ${member}`]]
+  }
+
+  private async bypass(ex: HttpExchange<R>, why: string): Promise<void> {
+    await this.forwardOnly(ex, `fwd=bypass; detail=${why}`)
+  }
+
+  private async forwardOnly(ex: HttpExchange<R>, member: string): Promise<void> {
+    await ex.forward(() => ({ action: 'send', headers: this.statusHeader(member), capture: 0 }))
+  }
+
+  /** RFC 9111 §4.4: a successful unsafe request invalidates the URL's stored responses (and Location's). */
+  private async unsafe(ex: HttpExchange<R>): Promise<void> {
+    let invalidation: Promise<unknown> | undefined
+    await ex.forward((status, headers) => {
+      if (status >= 200 && status < 400) invalidation = this.invalidateAfter(ex, lowerCase(headers))
+      return { action: 'send', headers: this.statusHeader('fwd=method'), capture: 0 }
+    })
+    await invalidation
+  }
+
+  private async invalidateAfter(ex: HttpExchange<R>, headers: HttpHeaders): Promise<void> {
+    const { protocol, url } = ex.request
+    const host = first(ex.request.headers.host) ?? ''
+    const tags = [this.urlTag(protocol, host, url)]
+    for (const name of ['location', 'content-location']) {
+      const target = first(headers[name])
+      if (target === undefined) continue
+      try {
+        const u = new URL(target, `${protocol}://${host}${url}`)
+        if (u.host === host) tags.push(this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search))
+      } catch {
+        // Not a URL: nothing to invalidate.
+      }
+    }
+    if (this.o.invalidateTags !== undefined) tags.push(...this.o.invalidateTags(ex.source))
+    try {
+      await this.cache.invalidateTags(tags)
+    } catch {
+      // The cache reported it (its `error` event); the client's answer stands.
+    }
+  }
+
+  /** '?a=1&b=2' with the parameters sorted and the ignored ones dropped; '' when none is left. */
+  private query(raw: string): string {
+    if (raw === '') return ''
+    const o = this.o
+    const kept: [string, string][] = []
+    for (const pair of raw.split('&')) {
+      if (pair === '') continue
+      const eq = pair.indexOf('=')
+      const name = eq < 0 ? pair : pair.slice(0, eq)
+      if (o.ignoreExact.has(name) || o.ignorePrefixes.some((p) => name.startsWith(p))) continue
+      kept.push([name, pair])
+    }
+    if (kept.length === 0) return ''
+    kept.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
+    return `?${kept.map((p) => p[1]).join('&')}`
+  }
+
+  private urlTag(protocol: string, host: string, pathAndQuery: string): string {
+    const at = pathAndQuery.indexOf('?')
+    const query = at < 0 ? '' : this.query(pathAndQuery.slice(at + 1))
+    return this.key(`url:${protocol}://${host}${at < 0 ? pathAndQuery : pathAndQuery.slice(0, at)}${query}`)
+  }
+
+  /** The cache key (or tag) for `text`: readable when short, a hash when it would exceed the cache's key limit. */
+  private key(text: string): string {
+    const key = this.o.prefix + text
+    return key.length <= MAX_KEY ? key : `${this.o.prefix}#${createHash('sha256').update(text).digest('base64url')}`
+  }
+
+  /** A variant's key: the URL's key plus a hash of the request's values of the varying headers. */
+  private variant(primary: string, vary: readonly string[], headers: HttpHeaders): string {
+    const hash = createHash('sha256')
+    for (const name of vary) hash.update(`${name}\u0000${normalise(headers[name])}\u0000`)
+    return `${primary}#v=${hash.digest('base64url')}`
+  }
+}
+
+interface Verdict {
+  reason: string | undefined
+  freshMs: number
+  swrMs: number
+  sieMs: number
+  noCache: boolean
+  vary: string[]
+}
+
+const EMPTY = new Uint8Array(0)
+const CONDITIONAL = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range'])
+
+/** The GET a background refresh sends: the client's request without its validators (the handler must answer in full). */
+function detachedRequest(request: HttpRequest): HttpRequest {
+  const headers: Record<string, HeaderValue> = {}
+  for (const [name, value] of Object.entries(request.headers)) if (!CONDITIONAL.has(name)) headers[name] = value
+  return { ...request, method: 'GET', headers }
+}
+
+function resolve<R>(options: HttpCacheOptions<R>): Resolved<R> {
+  if (options === null || typeof options !== 'object') {
+    throw new CacheError('E_INVALID_OPTION', `HTTP cache options must be an object (got ${describe(options)})`)
+  }
+  const fn = <F>(value: F | undefined, name: string): F | undefined => {
+    if (value !== undefined && typeof value !== 'function') {
+      throw new CacheError('E_INVALID_OPTION', `${name} must be a function (got ${describe(value)})`)
+    }
+    return value
+  }
+  if (options.scope !== undefined && options.scope !== 'public') {
+    throw new CacheError('E_INVALID_OPTION', `scope must be 'public' or left out (got ${describe(options.scope)})`)
+  }
+  const statuses = options.statuses ?? DEFAULT_STATUSES
+  if (!Array.isArray(statuses) || statuses.some((s) => !Number.isInteger(s) || s < 100 || s > 599)) {
+    throw new CacheError('E_INVALID_OPTION', `statuses must be a list of HTTP status codes (got ${describe(statuses)})`)
+  }
+  const ignore = options.ignoreQuery ?? ['utm_*', 'fbclid', 'gclid']
+  if (!Array.isArray(ignore) || ignore.some((p) => typeof p !== 'string' || p === '' || p === '*')) {
+    throw new CacheError('E_INVALID_OPTION', `ignoreQuery must be a list of parameter names (got ${describe(ignore)})`)
+  }
+  const maxBody = options.maxBodySize ?? 1_048_576
+  if (!Number.isInteger(maxBody) || maxBody < 0) {
+    throw new CacheError('E_INVALID_OPTION', `maxBodySize must be a whole number of bytes (got ${describe(maxBody)})`)
+  }
+  const name = options.cacheStatus === undefined ? 'cache' : options.cacheStatus
+  if (name !== false && (typeof name !== 'string' || !/^[A-Za-z*][\w!#$%&'*+.^`|~:/-]*$/.test(name))) {
+    throw new CacheError(
+      'E_INVALID_OPTION',
+      `cacheStatus must be a token such as 'cache', or false (got ${describe(name)})`,
+    )
+  }
+  const prefix = options.keyPrefix ?? 'http:'
+  if (typeof prefix !== 'string') {
+    throw new CacheError('E_INVALID_OPTION', `keyPrefix must be a string (got ${describe(prefix)})`)
+  }
+  return {
+    ttl: parseDuration(options.ttl ?? '1m', 'ttl'),
+    swr: parseDuration(options.staleWhileRevalidate ?? 0, 'staleWhileRevalidate'),
+    sie: parseDuration(options.staleIfError ?? 0, 'staleIfError'),
+    scope: options.scope,
+    key: fn(options.key, 'key'),
+    tags: fn(options.tags, 'tags'),
+    invalidateTags: fn(options.invalidateTags, 'invalidateTags'),
+    statuses: new Set(statuses),
+    ignoreExact: new Set(ignore.filter((p) => !p.endsWith('*'))),
+    ignorePrefixes: ignore.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1)),
+    maxBody,
+    lock: options.lock,
+    name: name === false ? undefined : name,
+    prefix,
+  }
+}
+
+function present(value: HeaderValue): boolean {
+  return value !== undefined && (Array.isArray(value) ? value.length > 0 : String(value) !== '')
+}
+
+function first(value: HeaderValue): string | undefined {
+  if (value === undefined) return undefined
+  if (Array.isArray(value)) return value[0]
+  return String(value)
+}
+
+function join(value: HeaderValue): string {
+  if (value === undefined) return ''
+  return Array.isArray(value) ? value.join(', ') : String(value)
+}
+
+/** A header's value as compared for Vary: field lines joined, spaces around commas dropped. */
+function normalise(value: HeaderValue): string {
+  return join(value)
+    .trim()
+    .replace(/\s*,\s*/g, ',')
+}
+
+function lowerCase(headers: HttpHeaders): HttpHeaders {
+  let lower = true
+  for (const name in headers) {
+    if (name !== name.toLowerCase()) {
+      lower = false
+      break
+    }
+  }
+  if (lower) return headers
+  const out: Record<string, HeaderValue> = {}
+  for (const [name, value] of Object.entries(headers)) out[name.toLowerCase()] = value
+  return out
+}
+
+function cacheControl(value: HeaderValue): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const part of join(value).split(',')) {
+    const eq = part.indexOf('=')
+    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase()
+    if (name !== '')
+      out.set(
+        name,
+        eq < 0
+          ? ''
+          : part
+              .slice(eq + 1)
+              .trim()
+              .replace(/^"|"$/g, ''),
+      )
+  }
+  return out
+}
+
+/** The Vary list in lower case, or `undefined` for `Vary: *` (never stored). */
+function varyList(value: HeaderValue): string[] | undefined {
+  const out: string[] = []
+  for (const part of join(value).split(',')) {
+    const name = part.trim().toLowerCase()
+    if (name === '*') return undefined
+    if (name !== '' && !out.includes(name)) out.push(name)
+  }
+  return out.sort()
+}
+
+function seconds(directive: string | undefined, fallback: number): number {
+  if (directive === undefined) return fallback
+  const n = Number.parseInt(directive, 10)
+  return Number.isFinite(n) && n > 0 ? n * 1000 : 0
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
+}
+
+/** RFC 9110 §13.1.2 (weak comparison) and §13.1.3. */
+function notModified(value: Stored, h: HttpHeaders): boolean {
+  const inm = h['if-none-match']
+  if (present(inm)) {
+    const tags = join(inm)
+      .split(',')
+      .map((t) => t.trim())
+    if (tags.includes('*')) return true
+    const mine = weak(value.etag)
+    return tags.some((t) => weak(t) === mine)
+  }
+  const ims = first(h['if-modified-since'])
+  if (ims === undefined || value.lastModified < 0) return false
+  const since = Date.parse(ims)
+  return !Number.isNaN(since) && value.lastModified <= since
+}
+
+function weak(tag: string): string {
+  return tag.startsWith('W/') ? tag.slice(2) : tag
 }

@@ -1,12 +1,30 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import type { HttpExchange, HttpRequest, HttpResponse } from './types.js'
+import { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { Socket } from 'node:net'
+import type { ForwardDecision, HttpExchange, HttpHeaders, HttpRequest, HttpResponse } from './types.js'
+
+/** Global (Symbol.for) so two copies of this module (ESM and CJS) agree. */
+export const DETACHED = Symbol.for('@cache/core/http.detached')
+/** A detached run that never ends is given up after this long. */
+const DETACHED_LIMIT_MS = 60_000
+
+type Write = ServerResponse['write']
+type End = ServerResponse['end']
+type WriteHead = ServerResponse['writeHead']
+type Callback = (error?: Error | null) => void
 
 /**
  * An exchange over Node's own request and response: plain `node:http`, express, anything built on them. `run`
  * starts the route's handler, which answers through `res` as usual; the engine sees its status and headers at
- * `writeHead` (or the first write) and collects the body from `write`/`end`. `url` defaults to `req.url` (pass
- * express's `req.originalUrl`). When `req.socket.server` is a Node server, `detached` runs copies of the request
- * through it (see `runDetached`).
+ * `writeHead` (or the first write) and collects the body from `write`/`end` while it goes to the client. `url`
+ * defaults to `req.url` (pass express's `req.originalUrl`). When `req.socket.server` is a Node server, `detached`
+ * runs copies of the request through it (see `runDetached`).
+ *
+ * @example
+ * const http = createHttpCache(cache, { ttl: '30s' })
+ * createServer((req, res) => {
+ *   if (isDetached(req)) return route(req, res)
+ *   http.handle(nodeExchange(req, res, () => route(req, res), req)).catch(() => res.destroy())
+ * })
  */
 export function nodeExchange<R>(
   req: IncomingMessage,
@@ -15,21 +33,256 @@ export function nodeExchange<R>(
   source: R,
   url?: string,
 ): HttpExchange<R> {
-  throw new Error(`not yet ${String(req)} ${String(res)} ${String(run)} ${String(source)} ${url}`)
+  const socket = req.socket as (Socket & { encrypted?: boolean; server?: unknown }) | undefined
+  const request: HttpRequest = {
+    method: req.method ?? 'GET',
+    protocol: socket?.encrypted === true ? 'https' : 'http',
+    url: url ?? req.url ?? '/',
+    headers: req.headers,
+  }
+  const server = socket?.server
+  return {
+    request,
+    source,
+    forward: (head) => forward(res, run, head),
+    send: (response) => send(req, res, response),
+    detached: server instanceof Server ? (copy) => runDetached(server, copy) : undefined,
+  }
+}
+
+function send(req: IncomingMessage, res: ServerResponse, response: HttpResponse): void {
+  res.writeHead(response.status, response.headers as Record<string, string | string[]>)
+  // Node drops the body of HEAD, 204 and 304 answers by itself; the engine sends none for them anyway.
+  if (req.method === 'HEAD' || response.body.byteLength === 0) res.end()
+  else res.end(response.body)
+}
+
+/** Runs the handler with `res`'s writes watched: `head` decides at the first of writeHead/write/end. */
+function forward(
+  res: ServerResponse,
+  run: () => void,
+  head: (status: number, headers: HttpHeaders) => ForwardDecision,
+): Promise<Uint8Array | undefined> {
+  return new Promise((resolve, reject) => {
+    const own = {
+      writeHead: Object.hasOwn(res, 'writeHead'),
+      write: Object.hasOwn(res, 'write'),
+      end: Object.hasOwn(res, 'end'),
+    }
+    const writeHead = res.writeHead
+    const write = res.write
+    const end = res.end
+    // What earlier middleware set (CORS, X-Powered-By): restored when the handler's answer is discarded.
+    const before = res.getHeaders()
+    let decision: ForwardDecision | undefined
+    let chunks: Buffer[] | undefined
+    let size = 0
+    let cap = 0
+    let done = false
+
+    const restore = () => {
+      for (const [name, fn, had] of [
+        ['writeHead', writeHead, own.writeHead],
+        ['write', write, own.write],
+        ['end', end, own.end],
+      ] as const) {
+        if (had) (res as unknown as Record<string, unknown>)[name] = fn
+        else delete (res as unknown as Record<string, unknown>)[name]
+      }
+    }
+    const finish = (body: Uint8Array | undefined) => {
+      if (done) return
+      done = true
+      resolve(body)
+    }
+    const decide = (status: number, extra?: unknown): ForwardDecision => {
+      if (decision !== undefined) return decision
+      const headers: Record<string, string | number | readonly string[] | undefined> = { ...res.getHeaders() }
+      for (const [name, value] of headerPairs(extra)) headers[name.toLowerCase()] = value
+      decision = head(status, headers)
+      if (decision.action === 'discard') {
+        // Undo what the handler set; the engine answers with a stored copy through the original methods.
+        for (const name of res.getHeaderNames()) if (!(name in before)) res.removeHeader(name)
+        for (const [name, value] of Object.entries(before)) if (value !== undefined) res.setHeader(name, value)
+        return decision
+      }
+      for (const [name, value] of decision.headers) res.setHeader(name, value)
+      if (decision.capture > 0) {
+        chunks = []
+        cap = decision.capture
+      }
+      return decision
+    }
+    const collect = (chunk: unknown, encoding: unknown) => {
+      if (chunks === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return
+      const buf =
+        typeof chunk === 'string'
+          ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+          : Buffer.from(
+              (chunk as Uint8Array).buffer,
+              (chunk as Uint8Array).byteOffset,
+              (chunk as Uint8Array).byteLength,
+            )
+      size += buf.byteLength
+      // Past the cap the body still goes to the client in full; only the copy is dropped.
+      if (size > cap) chunks = undefined
+      else chunks.push(Buffer.from(buf))
+    }
+
+    res.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
+      const extra = typeof rest[0] === 'string' ? rest[1] : rest[0]
+      if (decide(status, extra).action === 'discard') return this
+      return (writeHead as (...args: unknown[]) => ServerResponse).call(this, status, ...rest)
+    } as WriteHead
+    res.write = function (this: ServerResponse, chunk: unknown, encoding?: unknown, cb?: unknown) {
+      if (decide(this.statusCode).action === 'discard') {
+        const callback = typeof encoding === 'function' ? encoding : cb
+        if (typeof callback === 'function') process.nextTick(callback as Callback)
+        return true
+      }
+      collect(chunk, encoding)
+      return (write as (...args: unknown[]) => boolean).call(this, chunk, encoding, cb)
+    } as Write
+    res.end = function (this: ServerResponse, chunk?: unknown, encoding?: unknown, cb?: unknown) {
+      if (decide(this.statusCode).action === 'discard') {
+        restore()
+        const callback = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : cb
+        if (typeof callback === 'function') process.nextTick(callback as Callback)
+        finish(undefined)
+        return this
+      }
+      collect(chunk, encoding)
+      return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, encoding, cb)
+    } as End
+
+    res.once('finish', () => {
+      restore()
+      finish(chunks === undefined ? undefined : Buffer.concat(chunks))
+    })
+    // A client gone, or a handler that destroyed the response mid-body: nothing of it may be stored.
+    res.once('close', () => {
+      restore()
+      finish(undefined)
+    })
+    try {
+      run()
+    } catch (err) {
+      restore()
+      done = true
+      reject(err)
+    }
+  })
+}
+
+function headerPairs(extra: unknown): [string, string | number | readonly string[]][] {
+  if (extra === undefined || extra === null) return []
+  if (Array.isArray(extra)) {
+    const out: [string, string][] = []
+    if (Array.isArray(extra[0])) for (const [name, value] of extra as [string, string][]) out.push([name, value])
+    else for (let i = 0; i + 1 < extra.length; i += 2) out.push([String(extra[i]), String(extra[i + 1])])
+    return out
+  }
+  return Object.entries(extra as Record<string, string | number | readonly string[]>)
 }
 
 /**
  * Runs a copy of `request` through `server`'s request listeners, with no socket, and resolves with the complete
- * response. The copy is marked (see `isDetached`) so cache middleware passes it straight to the handler.
+ * response. The copy is marked (see `isDetached`) so cache middleware passes it straight to the handler. Rejects
+ * when the handler destroys the response or has not answered within a minute.
+ *
+ * @example
+ * const fresh = await runDetached(server, { method: 'GET', protocol: 'http', url: '/todos', headers: { host } })
  */
 export function runDetached(server: Server, request: HttpRequest): Promise<HttpResponse> {
-  throw new Error(`not yet ${String(server)} ${String(request)}`)
+  return new Promise((resolve, reject) => {
+    const socket = new Socket()
+    const req = new IncomingMessage(socket)
+    req.method = request.method
+    req.url = request.url
+    req.httpVersion = '1.1'
+    req.httpVersionMajor = 1
+    req.httpVersionMinor = 1
+    const headers: Record<string, string | string[]> = {}
+    const raw: string[] = []
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value === undefined) continue
+      const lower = name.toLowerCase()
+      headers[lower] = Array.isArray(value) ? [...value] : String(value)
+      for (const item of Array.isArray(value) ? value : [String(value)]) raw.push(lower, item)
+    }
+    req.headers = headers
+    req.rawHeaders = raw
+    ;(req as unknown as Record<symbol, boolean>)[DETACHED] = true
+    req.push(null)
+    const res = new ServerResponse(req)
+    const chunks: Buffer[] = []
+    let settled = false
+    const timer = setTimeout(
+      () => fail(new Error(`no answer to ${request.url} within ${DETACHED_LIMIT_MS} ms`)),
+      DETACHED_LIMIT_MS,
+    )
+    timer.unref()
+    const fail = (err: Error) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      reject(err)
+    }
+    const add = (chunk: unknown, encoding: unknown) => {
+      if (chunk === undefined || chunk === null || typeof chunk === 'function') return
+      chunks.push(
+        typeof chunk === 'string'
+          ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+          : Buffer.from(chunk as Uint8Array),
+      )
+    }
+    // Nothing reaches a socket: the writes are collected, and 'finish' is ours to emit.
+    const writeHead = res.writeHead
+    res.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
+      // Headers given only to writeHead are not in getHeaders(): set them so the collected response has them.
+      const extra = typeof rest[0] === 'string' ? rest[1] : rest[0]
+      for (const [name, value] of headerPairs(extra)) this.setHeader(name, value)
+      return (writeHead as (...a: unknown[]) => ServerResponse).call(this, status)
+    } as WriteHead
+    res.write = function (this: ServerResponse, chunk: unknown, encoding?: unknown, cb?: unknown) {
+      if (!this.headersSent) this.writeHead(this.statusCode)
+      add(chunk, encoding)
+      const callback = typeof encoding === 'function' ? encoding : cb
+      if (typeof callback === 'function') process.nextTick(callback as Callback)
+      return true
+    } as Write
+    res.end = function (this: ServerResponse, chunk?: unknown, encoding?: unknown, cb?: unknown) {
+      if (settled) return this
+      if (!this.headersSent) this.writeHead(this.statusCode)
+      add(chunk, encoding)
+      const callback = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : cb
+      if (typeof callback === 'function') process.nextTick(callback as Callback)
+      settled = true
+      clearTimeout(timer)
+      ;(this as unknown as { finished: boolean }).finished = true
+      const out: Record<string, string | string[]> = {}
+      for (const [name, value] of Object.entries(this.getHeaders())) {
+        if (value !== undefined) out[name] = Array.isArray(value) ? value : String(value)
+      }
+      resolve({ status: this.statusCode, headers: out, body: Buffer.concat(chunks) })
+      this.emit('prefinish')
+      this.emit('finish')
+      this.emit('close')
+      return this
+    } as End
+    res.destroy = function (this: ServerResponse, error?: Error) {
+      fail(error ?? new Error(`the handler of ${request.url} destroyed its response`))
+      return this
+    } as ServerResponse['destroy']
+    try {
+      server.emit('request', req, res)
+    } catch (err) {
+      fail(err instanceof Error ? err : new Error(String(err)))
+    }
+  })
 }
 
 /** True for a request made by `runDetached`: cache middleware must call the handler and nothing else. */
 export function isDetached(req: unknown): boolean {
   return typeof req === 'object' && req !== null && (req as Record<symbol, unknown>)[DETACHED] === true
 }
-
-/** Global (Symbol.for) so two copies of this module (ESM and CJS) agree. */
-export const DETACHED = Symbol.for('@cache/core/http.detached')
