@@ -204,7 +204,8 @@ class Engine<R> implements HttpCache<R> {
 
   private async serve(turn: Turn<R>): Promise<void> {
     let key = turn.primary
-    let value = await this.cache.getOrSet<Value>(key, this.loader(turn, key, undefined), this.getOptions(0))
+    let variantOf: readonly string[] | undefined
+    let value = await this.cache.getOrSet<Value>(key, this.loader(turn, undefined), this.getOptions(0))
     if (value.k === 'v') {
       const vary = value.vary
       if (turn.claimed) {
@@ -212,7 +213,8 @@ class Engine<R> implements HttpCache<R> {
         if (turn.sent) return
       }
       key = this.variant(turn.primary, vary, turn.ex.request.headers)
-      value = await this.cache.getOrSet<Value>(key, this.loader(turn, key, vary), this.getOptions(0))
+      variantOf = vary
+      value = await this.cache.getOrSet<Value>(key, this.loader(turn, vary), this.getOptions(0))
     }
     if (turn.claimed) {
       await turn.forwarded
@@ -225,11 +227,7 @@ class Engine<R> implements HttpCache<R> {
       const swr = !value.noCache && turn.ex.detached !== undefined && now < freshUntil + value.swrMs
       if (!swr) {
         // Past stale-while-revalidate: wait for the refresh the read started (or joined); stale only if it fails.
-        const fresh = await this.cache.getOrSet<Value>(
-          key,
-          this.loader(turn, key, value.vary),
-          this.getOptions(MAX_WAIT),
-        )
+        const fresh = await this.cache.getOrSet<Value>(key, this.loader(turn, variantOf), this.getOptions(MAX_WAIT))
         if (turn.claimed) {
           await turn.forwarded
           if (turn.sent) return
@@ -250,11 +248,11 @@ class Engine<R> implements HttpCache<R> {
   }
 
   /**
-   * The load of `key` started by this request. It runs the handler on the request's own exchange when the client is
+   * The load started by this request. It runs the handler on the request's own exchange when the client is
    * waiting for it anyway (a miss, a refresh past stale-while-revalidate), else a detached copy (a background
-   * refresh, a HEAD). `vary` is set when `key` is a variant of the URL's key.
+   * refresh, a HEAD). `vary` is set when it loads a variant of the URL (the key of a Vary marker).
    */
-  private loader(turn: Turn<R>, key: string, vary: readonly string[] | undefined) {
+  private loader(turn: Turn<R>, vary: readonly string[] | undefined) {
     return async (ctx: LoaderContext<Value>): Promise<Value> => {
       const o = this.o
       const ex = turn.ex

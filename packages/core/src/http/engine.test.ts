@@ -1,0 +1,150 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type Cache, createCache } from '../index.js'
+import { createHttpCache, type HttpCacheOptions, isDetached, nodeExchange, runDetached } from './index.js'
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void
+
+const open: { server: Server; cache: Cache }[] = []
+afterEach(async () => {
+  for (const { server, cache } of open.splice(0)) {
+    server.closeAllConnections()
+    await new Promise((r) => server.close(r))
+    await cache.close()
+  }
+})
+
+async function serve(handler: Handler, options: HttpCacheOptions<IncomingMessage> = {}) {
+  const cache = createCache()
+  const http = createHttpCache(cache, options)
+  const server = createServer((req, res) => {
+    if (isDetached(req)) return handler(req, res)
+    http.handle(nodeExchange(req, res, () => handler(req, res), req)).catch(() => res.destroy())
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  open.push({ server, cache })
+  const { port } = server.address() as { port: number }
+  return { url: `http://127.0.0.1:${port}`, http, cache, server }
+}
+
+describe('createHttpCache options', () => {
+  it.each([
+    [{ ttl: 'soon' }, /ttl/],
+    [{ scope: 'private' }, /scope must be 'public'/],
+    [{ statuses: [200, 99] }, /statuses/],
+    [{ ignoreQuery: ['*'] }, /ignoreQuery/],
+    [{ maxBodySize: -1 }, /maxBodySize/],
+    [{ cacheStatus: 'has space' }, /cacheStatus/],
+    [{ key: 'user' }, /key must be a function/],
+  ])('refuses %j with E_INVALID_OPTION', (options, message) => {
+    expect(() => createHttpCache(createCache(), options as never)).toThrow(message)
+    try {
+      createHttpCache(createCache(), options as never)
+    } catch (err) {
+      expect((err as { code: string }).code).toBe('E_INVALID_OPTION')
+    }
+  })
+})
+
+describe('the engine over node:http', () => {
+  it('invalidate(url) drops every variant of the URL, and only that URL', async () => {
+    let calls = 0
+    const { url, http } = await serve(
+      (req, res) => {
+        calls++
+        res.setHeader('vary', 'accept-language')
+        res.end(`${req.url} ${req.headers['accept-language']}`)
+      },
+      { ttl: '1m' },
+    )
+    for (const lang of ['en', 'fr'])
+      await (await fetch(`${url}/a?x=1`, { headers: { 'accept-language': lang } })).text()
+    await (await fetch(`${url}/b`)).text()
+    expect(calls).toBe(3)
+    await http.invalidate(`${url}/a?x=1`)
+    for (const lang of ['en', 'fr'])
+      await (await fetch(`${url}/a?x=1`, { headers: { 'accept-language': lang } })).text()
+    const b = await fetch(`${url}/b`)
+    await b.text()
+    expect(b.headers.get('cache-status')).toMatch(/hit/)
+    expect(calls).toBe(5)
+  })
+
+  it('keys a URL longer than the key limit by its hash, and still tells its variants apart', async () => {
+    let calls = 0
+    const { url } = await serve((req, res) => {
+      calls++
+      res.end(req.url)
+    })
+    const long = `/p?${'q'.repeat(3000)}`
+    const first = await fetch(url + long)
+    expect(await first.text()).toBe(long)
+    const again = await fetch(url + long)
+    expect(await again.text()).toBe(long)
+    expect(again.headers.get('cache-status')).toMatch(/hit/)
+    expect(await (await fetch(`${url + long}x`)).text()).toBe(`${long}x`)
+    expect(calls).toBe(2)
+  })
+
+  it('a 304 repeats the validators and Cache-Control, never the body or its type', async () => {
+    const { url } = await serve((_req, res) => {
+      res.setHeader('content-type', 'text/plain')
+      res.setHeader('cache-control', 'max-age=60')
+      res.setHeader('etag', '"v1"')
+      res.end('body')
+    })
+    await (await fetch(url)).text()
+    const res = await fetch(url, { headers: { 'if-none-match': 'W/"v1"' } })
+    expect(res.status).toBe(304)
+    expect(await res.text()).toBe('')
+    expect(res.headers.get('etag')).toBe('"v1"')
+    expect(res.headers.get('cache-control')).toBe('max-age=60')
+    expect(res.headers.get('content-type')).toBeNull()
+    expect(res.headers.get('age')).not.toBeNull()
+  })
+
+  it('a handler that throws before answering rejects handle(); nothing is stored and the next request runs it again', async () => {
+    let calls = 0
+    const { url } = await serve((_req, res) => {
+      calls++
+      if (calls === 1) throw new Error('boom')
+      res.end('ok')
+    })
+    await expect(fetch(url)).rejects.toThrow()
+    const res = await fetch(url)
+    expect(await res.text()).toBe('ok')
+    expect(res.headers.get('cache-status')).toMatch(/fwd=miss; stored/)
+    expect(calls).toBe(2)
+  })
+})
+
+describe('runDetached', () => {
+  it('runs a marked copy through the server and collects status, headers (writeHead-only ones too) and body', async () => {
+    let seen: IncomingMessage | undefined
+    const server = createServer((req, res) => {
+      seen = req
+      res.writeHead(201, { 'x-only-in-write-head': '1', 'content-type': 'application/octet-stream' })
+      res.write(Buffer.from([0, 255]))
+      res.end(Buffer.from([1, 2, 3]))
+    })
+    open.push({ server, cache: createCache() })
+    const got = await runDetached(server, { method: 'GET', protocol: 'http', url: '/d?x=1', headers: { host: 'h' } })
+    expect(isDetached(seen)).toBe(true)
+    expect(seen?.url).toBe('/d?x=1')
+    expect(seen?.headers.host).toBe('h')
+    expect(got.status).toBe(201)
+    expect(got.headers['x-only-in-write-head']).toBe('1')
+    expect([...got.body]).toEqual([0, 255, 1, 2, 3])
+  })
+
+  it('rejects when the handler destroys its response', async () => {
+    const server = createServer((_req, res) => {
+      res.write('part')
+      res.destroy(new Error('gone'))
+    })
+    open.push({ server, cache: createCache() })
+    await expect(runDetached(server, { method: 'GET', protocol: 'http', url: '/', headers: {} })).rejects.toThrow(
+      'gone',
+    )
+  })
+})
