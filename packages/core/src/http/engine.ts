@@ -103,10 +103,11 @@ interface Resolved<R> {
 interface Turn<R> {
   readonly ex: HttpExchange<R>
   readonly primary: string
-  readonly urlTag: string
+  /** scheme://host/path?sorted-query: what the URL's tag is made of. */
+  readonly url: string
   readonly shared: boolean
-  /** The URL's tag and the route's tags, given to what this request stores. */
-  readonly tags: string[]
+  /** The route's tags for this request (the URL's tag is added when storing). */
+  readonly tags: readonly string[]
   /** A load of this request runs the handler on its own exchange (the client gets that response). */
   claimed: boolean
   /** Settles when that forward is over; `sent` says whether the client got the handler's response. */
@@ -164,13 +165,12 @@ class Engine<R> implements HttpCache<R> {
     let primary = `${protocol}://${host}${path}${query}`
     if (part !== undefined) primary += `#k=${part}`
     if (range !== undefined) primary += `#r=${range}`
-    const urlTag = this.urlTag(protocol, host, path + query)
     const turn: Turn<R> = {
       ex,
       primary: this.key(primary),
-      urlTag,
+      url: `${protocol}://${host}${path}${query}`,
       // Asked before anything runs, so a throwing callback fails the request instead of silently storing nothing.
-      tags: o.tags === undefined ? [urlTag] : [urlTag, ...o.tags(ex.source)],
+      tags: o.tags === undefined ? NO_TAGS : o.tags(ex.source),
       shared: o.scope === 'public' || o.key !== undefined,
       claimed: false,
       forwarded: undefined,
@@ -332,7 +332,7 @@ class Engine<R> implements HttpCache<R> {
         ctx.skip()
         return { k: 'p', reason: 'no-cache' }
       }
-      const tags = turn.tags
+      const tags = [this.key(`url:${turn.url}`), ...turn.tags]
       ctx.ttl = stored.freshMs
       ctx.grace = grace
       ctx.tags = tags
@@ -566,6 +566,7 @@ interface Verdict {
 }
 
 const EMPTY = new Uint8Array(0)
+const NO_TAGS: readonly string[] = []
 const CONDITIONAL = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range'])
 
 /** The GET a background refresh sends: the client's request without its validators (the handler must answer in full). */
