@@ -117,6 +117,8 @@ interface Turn<R> {
   answering: boolean
   /** The origin status that made a claimed forward discard its response (stale-if-error). */
   failedStatus: number
+  /** This request's own load filled the entry through a detached GET (a HEAD miss): answered as a miss. */
+  filled: boolean
 }
 
 /**
@@ -177,6 +179,7 @@ class Engine<R> implements HttpCache<R> {
       sent: false,
       answering: false,
       failedStatus: 0,
+      filled: false,
     }
     try {
       await this.serve(turn)
@@ -240,7 +243,7 @@ class Engine<R> implements HttpCache<R> {
     if (turn.failedStatus !== 0) {
       return this.answer(turn, value, `fwd=stale; fwd-status=${turn.failedStatus}; detail=stale-if-error`)
     }
-    return this.answer(turn, value, 'hit')
+    return this.answer(turn, value, turn.filled ? 'fwd=miss; stored' : 'hit')
   }
 
   private getOptions(timeout: number): GetOrSetOptions {
@@ -327,6 +330,7 @@ class Engine<R> implements HttpCache<R> {
         return { k: 'p', reason: verdict?.reason ?? 'stream' }
       }
       const stored = this.record(status, headers, body, verdict)
+      if (!swr && !turn.claimed) turn.filled = true
       const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
       if (stored.noCache && grace === 0) {
         ctx.skip()
@@ -449,7 +453,10 @@ class Engine<R> implements HttpCache<R> {
     // Whole seconds: up for a fresh copy (never 0 while fresh), down for a stale one (negative as soon as stale).
     const ttl = left > 0 ? Math.ceil(left) : Math.floor(left)
     const status = member === 'hit' ? `hit; ttl=${ttl}` : `${member}; ttl=${ttl}`
-    const extra: [string, string][] = [['age', String(age)], ...this.statusHeader(status)]
+    // Misses carry no Age: the copy was made for this very request.
+    const extra: [string, string][] = turn.filled
+      ? this.statusHeader(status)
+      : [['age', String(age)], ...this.statusHeader(status)]
     const h = ex.request.headers
     if (notModified(value, h)) {
       const headers = this.toHeaders(
