@@ -496,18 +496,24 @@ class Engine<R> implements HttpCache<R> {
 
   /** RFC 9111 §4.4: a successful unsafe request invalidates the URL's stored responses (and Location's). */
   private async unsafe(ex: HttpExchange<R>): Promise<void> {
-    let invalidation: Promise<unknown> | undefined
+    // Asked before the handler runs, so a throwing callback fails the request rather than the invalidation.
+    const routeTags = this.o.invalidateTags === undefined ? NO_TAGS : this.o.invalidateTags(ex.source)
+    let invalidation: Promise<void> | undefined
     await ex.forward((status, headers) => {
-      if (status >= 200 && status < 400) invalidation = this.invalidateAfter(ex, lowerCase(headers))
-      return { action: 'send', headers: this.statusHeader('fwd=method'), capture: 0 }
+      if (status >= 200 && status < 400) invalidation = this.invalidateAfter(ex, lowerCase(headers), routeTags)
+      return { action: 'send', headers: this.statusHeader('fwd=method'), capture: 0, hold: invalidation }
     })
     await invalidation
   }
 
-  private async invalidateAfter(ex: HttpExchange<R>, headers: HttpHeaders): Promise<void> {
+  private async invalidateAfter(
+    ex: HttpExchange<R>,
+    headers: HttpHeaders,
+    routeTags: readonly string[],
+  ): Promise<void> {
     const { protocol, url } = ex.request
     const host = first(ex.request.headers.host) ?? ''
-    const tags = [this.urlTag(protocol, host, url)]
+    const tags = [this.urlTag(protocol, host, url), ...routeTags]
     for (const name of ['location', 'content-location']) {
       const target = first(headers[name])
       if (target === undefined) continue
@@ -518,7 +524,6 @@ class Engine<R> implements HttpCache<R> {
         // Not a URL: nothing to invalidate.
       }
     }
-    if (this.o.invalidateTags !== undefined) tags.push(...this.o.invalidateTags(ex.source))
     try {
       await this.cache.invalidateTags(tags)
     } catch {

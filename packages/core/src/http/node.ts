@@ -152,7 +152,10 @@ function forward(
         return this
       }
       collect(chunk, encoding)
-      return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, encoding, cb)
+      const hold = decision?.action === 'send' ? decision.hold : undefined
+      if (hold === undefined) return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, encoding, cb)
+      hold.then(() => (end as (...args: unknown[]) => ServerResponse).call(this, chunk, encoding, cb))
+      return this
     } as End
 
     res.once('finish', () => {

@@ -36,7 +36,16 @@ export type ForwardDecision =
    * `capture` > 0, also collect the body for the cache, at most `capture` bytes: a bigger body is sent in full but
    * not collected.
    */
-  | { readonly action: 'send'; readonly headers: readonly (readonly [string, string])[]; readonly capture: number }
+  | {
+      readonly action: 'send'
+      readonly headers: readonly (readonly [string, string])[]
+      readonly capture: number
+      /**
+       * When set, finish the response (its last bytes, its end) only once this settles: an invalidation that the
+       * client's next request must already see. It never rejects.
+       */
+      readonly hold?: Promise<void> | undefined
+    }
   /** Send nothing of it: the engine answers the client with `send()` instead (a stale copy, on stale-if-error). */
   | { readonly action: 'discard' }
 
