@@ -1,1 +1,191 @@
-export {}
+/**
+ * `@cache/hono`: hono middleware over `@cache/core/http`, the one HTTP cache policy of `@cache/*`. This file only
+ * translates hono's `Context` into an `HttpExchange`; every caching decision is the engine's.
+ */
+import type { Cache } from '@cache/core'
+import { CacheError } from '@cache/core'
+import {
+  createHttpCache,
+  type HttpCacheOptions,
+  type HttpExchange,
+  type HttpHeaders,
+  type HttpRequest,
+  type HttpResponse,
+  isDetached,
+  runDetached,
+} from '@cache/core/http'
+import type { Context, MiddlewareHandler } from 'hono'
+import { collect, NO_BODY, type Ready, readReady } from './body.js'
+
+/** The route options of `cacheResponse`; callbacks (`key`, `tags`, `invalidateTags`) receive hono's `Context`. */
+export type CacheResponseOptions = HttpCacheOptions<Context>
+
+/**
+ * Caches the responses of the routes it guards, with `@cache/core`'s HTTP policy: fresh hits, `Cache-Status`, `Age`,
+ * ETag/304, HEAD, Vary, stale-while-revalidate / stale-if-error, coalescing, tags. Requests with `Authorization` or
+ * `Cookie` bypass it unless `scope: 'public'` or a `key` says whose the response is; `Set-Cookie` is never stored.
+ * Works on every runtime hono runs on; background revalidation needs Node (`@hono/node-server`), elsewhere a stale
+ * entry is revalidated while the client waits.
+ *
+ * Defaults (see `HttpCacheOptions`): `ttl` '1m', `staleWhileRevalidate` 0, `staleIfError` 0, `maxBodySize` 1 MiB,
+ * `ignoreQuery` ['utm_*', 'fbclid', 'gclid'], `cacheStatus` 'cache', `keyPrefix` 'http:'.
+ *
+ * @example
+ * const cache = createCache()
+ * app.get('/todos', cacheResponse(cache, { ttl: '30s', tags: () => ['todos'] }), (c) => c.json(todos))
+ * app.post('/todos', cacheResponse(cache, { invalidateTags: () => ['todos'] }), (c) => c.json(add(c)))
+ */
+export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}): MiddlewareHandler {
+  if (typeof cache !== 'object' || cache === null || typeof cache.getOrSet !== 'function') {
+    throw new CacheError('E_INVALID_OPTION', 'cacheResponse(cache, options): cache must be a Cache from createCache()')
+  }
+  const http = createHttpCache<Context>(cache, options)
+  return async function cacheResponse(c, next) {
+    const incoming = (c.env as { incoming?: { socket?: { server?: unknown } } } | undefined)?.incoming
+    // A copy made by runDetached to refresh a stale entry: it must reach the handler and come back untouched.
+    if (isDetached(incoming)) return void (await next())
+    // The middleware returns once the client's response is in c.res; storing the body goes on behind.
+    let answered!: () => void
+    const ready = new Promise<void>((resolve) => {
+      answered = resolve
+    })
+    let failure: { error: unknown } | undefined
+    http.handle(exchange(c, next, answered, serverOf(incoming))).then(answered, (error: unknown) => {
+      failure = { error }
+      answered()
+    })
+    await ready
+    if (failure) throw failure.error
+  }
+}
+
+function exchange(c: Context, next: () => Promise<void>, answered: () => void, server: unknown): HttpExchange<Context> {
+  const raw = c.req.raw
+  const url = new URL(raw.url)
+  const headers = headersOf(raw.headers)
+  if (headers.host === undefined) headers.host = url.host
+  const request: HttpRequest = {
+    method: raw.method,
+    protocol: url.protocol.slice(0, -1),
+    url: url.pathname + url.search,
+    headers,
+  }
+  // What middleware before this one set on c.res before next() (CORS, a session cookie): it belongs to this request,
+  // not to the handler's answer, so it is never stored and it is put on whatever this request is answered with.
+  let outer: Headers | undefined
+  return {
+    request,
+    source: c,
+    async forward(head) {
+      outer = new Headers(c.res.headers)
+      await next()
+      const res = c.res
+      // Taken before the body is read: reading a lightweight @hono/node-server Response may rebuild its headers.
+      const { headers: resHeaders, status } = res
+      const seen = withoutOuter(headersOf(resHeaders), outer)
+      // A body made from a string or bytes is ready at once: read it, so the engine knows its size before deciding
+      // (only a GET's response can be stored).
+      let read: Ready | undefined
+      if (seen['content-length'] === undefined && request.method === 'GET') {
+        read = await readReady(res.body)
+        if (read.whole && !NO_BODY.has(status)) seen['content-length'] = String(read.whole.byteLength)
+      }
+      const decision = head(status, seen)
+      // undefined: the handler's body, untouched; else what replaces it (null once it was read whole).
+      let body = read ? (read.rest ?? null) : undefined
+      if (decision.action === 'discard') {
+        await (body === undefined ? res.body : body)?.cancel().catch(() => {})
+        return undefined
+      }
+      const { capture } = decision
+      const whole = read?.whole
+      let collected = Promise.resolve(capture > 0 && whole && whole.byteLength <= capture ? whole : undefined)
+      const stream = body === undefined && capture > 0 ? res.body : body
+      if (capture > 0 && stream) {
+        const [client, mine] = stream.tee()
+        body = client
+        collected = collect(mine, capture)
+      }
+      if (body === undefined && trySet(resHeaders, decision.headers)) {
+        answered()
+        return collected
+      }
+      const out = new Headers(resHeaders)
+      for (const [name, value] of decision.headers) out.set(name, value)
+      if (typeof seen['content-length'] === 'string') out.set('content-length', seen['content-length'])
+      const init = { status, statusText: res.statusText, headers: out }
+      replace(c, new Response(whole?.byteLength ? whole : body === undefined ? res.body : body, init))
+      answered()
+      return collected
+    },
+    send(response) {
+      const headers = toHeaders(response)
+      // As hono's c.res setter does, on top of the engine's answer; reading c.res brings in c.header()'s headers too.
+      carry(outer ?? c.res.headers, headers)
+      const empty = response.body.byteLength === 0 || NO_BODY.has(response.status)
+      replace(c, new Response(empty ? null : response.body, { status: response.status, headers }))
+      answered()
+    },
+    detached: server === undefined ? undefined : (req: HttpRequest) => runDetached(server as never, req),
+  }
+}
+
+/** The node `http.Server` that received the request (set by `@hono/node-server` as `c.env.incoming`), if any. */
+function serverOf(incoming: { socket?: { server?: unknown } } | undefined): unknown {
+  const server = incoming?.socket?.server as { listeners?: unknown; emit?: unknown } | undefined
+  return typeof server?.listeners === 'function' && typeof server.emit === 'function' ? server : undefined
+}
+
+/** hono's `c.res` setter copies the old response's headers over the new one's: clearing it first keeps ours exact. */
+function replace(c: Context, res: Response): void {
+  c.res = undefined
+  c.res = res
+}
+
+/** Sets the engine's headers in place; false when they are immutable (a fetched or redirect Response). */
+function trySet(headers: Headers, extra: readonly (readonly [string, string])[]): boolean {
+  try {
+    for (const [name, value] of extra) headers.set(name, value)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function headersOf(headers: Headers): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of headers) if (name !== 'set-cookie') out[name] = value
+  const cookies = headers.getSetCookie()
+  if (cookies.length > 0) out['set-cookie'] = cookies
+  return out
+}
+
+function withoutOuter(headers: Record<string, string | string[]>, outer: Headers): Record<string, string | string[]> {
+  for (const [name, value] of outer) if (headers[name] === value) delete headers[name]
+  const cookies = outer.getSetCookie()
+  const own = headers['set-cookie']
+  if (Array.isArray(own) && cookies.length > 0) {
+    const left = own.filter((cookie) => !cookies.includes(cookie))
+    if (left.length > 0) headers['set-cookie'] = left
+    else delete headers['set-cookie']
+  }
+  return headers
+}
+
+/** What middleware set before next() wins, as in hono (content-type aside); its cookies are added. */
+function carry(from: Headers, to: Headers): void {
+  for (const [name, value] of from) if (name !== 'content-type' && name !== 'set-cookie') to.set(name, value)
+  for (const cookie of from.getSetCookie()) to.append('set-cookie', cookie)
+}
+
+function toHeaders(response: HttpResponse): Headers {
+  const out = new Headers()
+  for (const [name, value] of Object.entries(response.headers as HttpHeaders)) {
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const one of value) out.append(name, one)
+    else out.set(name, String(value))
+  }
+  return out
+}
+
+export type { HttpCacheOptions } from '@cache/core/http'

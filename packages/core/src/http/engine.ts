@@ -3,7 +3,7 @@ import CachePolicy from 'http-cache-semantics'
 import type { Cache } from '../cache.js'
 import { parseDuration } from '../duration.js'
 import { CacheError, describe } from '../errors.js'
-import type { GetOrSetOptions, LoaderContext } from '../types.js'
+import type { EntryOptions, GetOrSetOptions, LoaderContext } from '../types.js'
 import type { ForwardDecision, HeaderValue, HttpCacheOptions, HttpExchange, HttpHeaders, HttpRequest } from './types.js'
 
 /** The policy engine for one route (or one app): serves requests from `cache` and fills it. */
@@ -48,6 +48,8 @@ const NOT_MODIFIED_HEADERS = new Set([
   'last-modified',
 ])
 const MAX_WAIT = 2_147_483_647
+/** The longest a URL stays hit-for-pass (bounded by the route's ttl). */
+const PASS_MAX_MS = 60_000
 const MAX_KEY = 512
 
 /** A stored response. Short field names: it goes through the codec into Redis on every store. */
@@ -131,6 +133,13 @@ export function createHttpCache<R = HttpRequest>(cache: Cache, options: HttpCach
 }
 
 class Engine<R> implements HttpCache<R> {
+  /**
+   * Hit-for-pass: URLs whose last response could not be stored, with until when that is remembered. Their requests
+   * go straight to the handler, with no lookup and no coalescing (waiters would only queue behind a response they
+   * may not share). A response that turns storable is stored at once and ends the pass.
+   */
+  private readonly passes = new Map<string, number>()
+
   constructor(
     private readonly cache: Cache,
     private readonly o: Resolved<R>,
@@ -206,6 +215,11 @@ class Engine<R> implements HttpCache<R> {
   }
 
   private async serve(turn: Turn<R>): Promise<void> {
+    const pass = this.passes.get(turn.primary)
+    if (pass !== undefined) {
+      if (Date.now() < pass) return this.passThrough(turn)
+      this.passes.delete(turn.primary)
+    }
     let key = turn.primary
     let variantOf: readonly string[] | undefined
     let value = await this.cache.getOrSet<Value>(key, this.loader(turn, undefined), this.getOptions(0))
@@ -244,6 +258,59 @@ class Engine<R> implements HttpCache<R> {
       return this.answer(turn, value, `fwd=stale; fwd-status=${turn.failedStatus}; detail=stale-if-error`)
     }
     return this.answer(turn, value, turn.filled ? 'fwd=miss; stored' : 'hit')
+  }
+
+  private remember(primary: string): void {
+    if (this.passes.size >= MAX_PASSES) this.passes.delete(this.passes.keys().next().value as string)
+    this.passes.set(primary, Date.now() + Math.min(this.o.ttl, PASS_MAX_MS))
+  }
+
+  /** A request of a hit-for-pass URL: to the handler; its response is stored if it turned storable. */
+  private async passThrough(turn: Turn<R>): Promise<void> {
+    const { ex } = turn
+    const o = this.o
+    let verdict: Verdict | undefined
+    let status = 0
+    let headers: HttpHeaders = {}
+    turn.claimed = true
+    const body = await ex.forward((s, hs): ForwardDecision => {
+      status = s
+      headers = lowerCase(hs)
+      verdict = this.judge(s, headers, ex.request, turn.shared)
+      const length = Number(first(headers['content-length']) ?? -1)
+      if (verdict.reason === undefined && length > o.maxBody) verdict = { ...verdict, reason: 'size' }
+      const member =
+        verdict.reason === undefined
+          ? `fwd=miss; stored; ttl=${Math.ceil(verdict.freshMs / 1000)}`
+          : `fwd=miss; detail=${verdict.reason}`
+      return {
+        action: 'send',
+        headers: this.statusHeader(member),
+        capture: verdict.reason === undefined ? o.maxBody : 0,
+      }
+    })
+    turn.sent = true
+    if (verdict === undefined || verdict.reason !== undefined) {
+      if (verdict !== undefined && STICKY.has(verdict.reason!)) this.remember(turn.primary)
+      return
+    }
+    if (body === undefined) return
+    const stored = this.record(status, headers, body, verdict)
+    const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
+    if (stored.noCache && grace === 0) return
+    this.passes.delete(turn.primary)
+    await this.storeAt(turn, stored, { ttl: stored.freshMs, grace, tags: [this.key(`url:${turn.url}`), ...turn.tags] })
+  }
+
+  /** Stores a response outside of a load: at the URL's key, or at its variant's key with the URL's Vary marker. */
+  private async storeAt(turn: Turn<R>, stored: Stored, options: EntryOptions): Promise<void> {
+    try {
+      if (stored.vary.length === 0) return await this.cache.set(turn.primary, stored, options)
+      await this.cache.set(this.variant(turn.primary, stored.vary, turn.ex.request.headers), stored, options)
+      await this.cache.set(turn.primary, { k: 'v', vary: stored.vary } satisfies VaryMarker, options)
+    } catch {
+      // Reported by the cache (`error` event); the client has its answer.
+    }
   }
 
   private getOptions(timeout: number): GetOrSetOptions {
@@ -327,13 +394,16 @@ class Engine<R> implements HttpCache<R> {
       }
       if (verdict === undefined || verdict.reason !== undefined || body === undefined) {
         ctx.skip()
-        return { k: 'p', reason: verdict?.reason ?? 'stream' }
+        const reason = verdict?.reason ?? 'stream'
+        if (vary === undefined && STICKY.has(reason)) this.remember(turn.primary)
+        return { k: 'p', reason }
       }
       const stored = this.record(status, headers, body, verdict)
       if (!swr && !turn.claimed) turn.filled = true
       const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
       if (stored.noCache && grace === 0) {
         ctx.skip()
+        if (vary === undefined) this.remember(turn.primary)
         return { k: 'p', reason: 'no-cache' }
       }
       const tags = [this.key(`url:${turn.url}`), ...turn.tags]
@@ -354,10 +424,11 @@ class Engine<R> implements HttpCache<R> {
         return { k: 'v', vary: stored.vary }
       }
       if (!sameList(vary, stored.vary)) {
-        // The route now varies on other headers: forget the URL's marker; the next request sets the new one.
+        // The URL now varies on other headers (or none): store the response where its own Vary puts it.
         ctx.skip()
-        this.cache.delete(turn.primary).catch(() => {})
-        return { k: 'p', reason: 'vary' }
+        await this.storeAt(turn, stored, { ttl: stored.freshMs, grace, tags })
+        // Waiters agree on the old Vary headers only: they may share it only if it varies on nothing.
+        return stored.vary.length === 0 ? stored : { k: 'p', reason: 'vary' }
       }
       return stored
     }
@@ -465,9 +536,17 @@ class Engine<R> implements HttpCache<R> {
       )
       return ex.send({ status: 304, headers, body: EMPTY })
     }
-    const headers = this.toHeaders(value.headers, extra)
-    if (value.status !== 204 && value.status !== 304) headers['content-length'] = String(value.body.byteLength)
-    const head = ex.request.method.toUpperCase() === 'HEAD'
+    // The stored headers as an object, built once per stored copy; each answer adds its own Age and Cache-Status.
+    let base = built.get(value)
+    if (base === undefined) {
+      base = this.toHeaders(value.headers, [])
+      if (value.status !== 204 && value.status !== 304) base['content-length'] = String(value.body.byteLength)
+      built.set(value, base)
+    }
+    const headers: Record<string, string | string[]> = {}
+    for (const name in base) headers[name] = base[name]!
+    for (let i = 0; i < extra.length; i++) headers[extra[i]![0]] = extra[i]![1]
+    const head = ex.request.method === 'HEAD' || ex.request.method.toUpperCase() === 'HEAD'
     return ex.send({ status: value.status, headers, body: head ? EMPTY : value.body })
   }
 
@@ -578,6 +657,12 @@ interface Verdict {
 }
 
 const EMPTY = new Uint8Array(0)
+/** Stored copies' headers as objects (a stored copy is immutable, and an in-process tier hands out the same one). */
+const built = new WeakMap<Stored, Record<string, string | string[]>>()
+/** How many URLs a route remembers as uncacheable (hit-for-pass) at most; the oldest is forgotten first. */
+const MAX_PASSES = 10_000
+/** Reasons that say the URL's responses are not shareable in general (not just this once). */
+const STICKY = new Set(['no-store', 'private', 'status', 'set-cookie', 'vary', 'no-cache', 'expired'])
 const NO_TAGS: readonly string[] = []
 const CONDITIONAL = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range'])
 

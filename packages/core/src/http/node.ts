@@ -41,77 +41,74 @@ export function nodeExchange<R>(
     headers: req.headers,
   }
   const server = socket?.server
+  // The response's own methods, saved when forward() wraps them: what send() uses after a discarded answer.
+  const original = {
+    writeHead: res.writeHead as (...args: unknown[]) => ServerResponse,
+    end: res.end as (...args: unknown[]) => ServerResponse,
+  }
   return {
     request,
     source,
     forward: (head) => forward(res, run, head),
-    send: (response) => send(req, res, response),
+    send: (response) => {
+      original.writeHead.call(res, response.status, response.headers as Record<string, string | string[]>)
+      // Node drops the body of HEAD, 204 and 304 answers by itself; the engine sends none for them anyway.
+      if (req.method === 'HEAD' || response.body.byteLength === 0) original.end.call(res)
+      else original.end.call(res, response.body)
+    },
     detached: server instanceof Server ? (copy) => runDetached(server, copy) : undefined,
   }
 }
 
-function send(req: IncomingMessage, res: ServerResponse, response: HttpResponse): void {
-  res.writeHead(response.status, response.headers as Record<string, string | string[]>)
-  // Node drops the body of HEAD, 204 and 304 answers by itself; the engine sends none for them anyway.
-  if (req.method === 'HEAD' || response.body.byteLength === 0) res.end()
-  else res.end(response.body)
-}
-
-/** Runs the handler with `res`'s writes watched: `head` decides at the first of writeHead/write/end. */
+/**
+ * Runs the handler with `res`'s writes watched: `head` decides at the first of writeHead/write/end. The wrappers
+ * stay on `res` after the answer (deleting them would slow every later property access of the object); once decided
+ * they only pass through or swallow.
+ */
 function forward(
   res: ServerResponse,
   run: () => void,
   head: (status: number, headers: HttpHeaders) => ForwardDecision,
 ): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
-    const own = {
-      writeHead: Object.hasOwn(res, 'writeHead'),
-      write: Object.hasOwn(res, 'write'),
-      end: Object.hasOwn(res, 'end'),
-    }
-    const writeHead = res.writeHead
-    const write = res.write
-    const end = res.end
+    const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse
+    const write = res.write as (...args: unknown[]) => boolean
+    const end = res.end as (...args: unknown[]) => ServerResponse
     // What earlier middleware set (CORS, X-Powered-By): restored when the handler's answer is discarded.
-    const before = res.getHeaders()
-    let decision: ForwardDecision | undefined
+    const before = res.getHeaderNames()
+    let discard = false
+    let decided = false
+    let hold: Promise<void> | undefined
     let chunks: Buffer[] | undefined
     let size = 0
     let cap = 0
     let done = false
 
-    const restore = () => {
-      for (const [name, fn, had] of [
-        ['writeHead', writeHead, own.writeHead],
-        ['write', write, own.write],
-        ['end', end, own.end],
-      ] as const) {
-        if (had) (res as unknown as Record<string, unknown>)[name] = fn
-        else delete (res as unknown as Record<string, unknown>)[name]
-      }
-    }
     const finish = (body: Uint8Array | undefined) => {
       if (done) return
       done = true
       resolve(body)
     }
-    const decide = (status: number, extra?: unknown): ForwardDecision => {
-      if (decision !== undefined) return decision
-      const headers: Record<string, string | number | readonly string[] | undefined> = { ...res.getHeaders() }
-      for (const [name, value] of headerPairs(extra)) headers[name.toLowerCase()] = value
-      decision = head(status, headers)
+    const decide = (status: number, extra?: unknown): void => {
+      if (decided) return
+      decided = true
+      const headers = res.getHeaders() as Record<string, string | number | readonly string[] | undefined>
+      if (extra !== undefined && extra !== null) {
+        for (const [name, value] of headerPairs(extra)) headers[name.toLowerCase()] = value
+      }
+      const decision = head(status, headers)
       if (decision.action === 'discard') {
-        // Undo what the handler set; the engine answers with a stored copy through the original methods.
-        for (const name of res.getHeaderNames()) if (!(name in before)) res.removeHeader(name)
-        for (const [name, value] of Object.entries(before)) if (value !== undefined) res.setHeader(name, value)
-        return decision
+        discard = true
+        // Undo what the handler set; the engine answers with a stored copy through send().
+        for (const name of res.getHeaderNames()) if (!before.includes(name)) res.removeHeader(name)
+        return
       }
       for (const [name, value] of decision.headers) res.setHeader(name, value)
+      hold = decision.hold
       if (decision.capture > 0) {
         chunks = []
         cap = decision.capture
       }
-      return decision
     }
     const collect = (chunk: unknown, encoding: unknown) => {
       if (chunks === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return
@@ -126,51 +123,54 @@ function forward(
       size += buf.byteLength
       // Past the cap the body still goes to the client in full; only the copy is dropped.
       if (size > cap) chunks = undefined
-      else chunks.push(Buffer.from(buf))
+      else chunks.push(typeof chunk === 'string' ? buf : Buffer.from(buf))
     }
 
     res.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
-      const extra = typeof rest[0] === 'string' ? rest[1] : rest[0]
-      if (decide(status, extra).action === 'discard') return this
-      return (writeHead as (...args: unknown[]) => ServerResponse).call(this, status, ...rest)
+      decide(status, typeof rest[0] === 'string' ? rest[1] : rest[0])
+      if (discard) return this
+      return writeHead.call(this, status, ...rest)
     } as WriteHead
     res.write = function (this: ServerResponse, chunk: unknown, encoding?: unknown, cb?: unknown) {
-      if (decide(this.statusCode).action === 'discard') {
+      decide(this.statusCode)
+      if (discard) {
         const callback = typeof encoding === 'function' ? encoding : cb
         if (typeof callback === 'function') process.nextTick(callback as Callback)
         return true
       }
       collect(chunk, encoding)
-      return (write as (...args: unknown[]) => boolean).call(this, chunk, encoding, cb)
+      return write.call(this, chunk, encoding, cb)
     } as Write
     res.end = function (this: ServerResponse, chunk?: unknown, encoding?: unknown, cb?: unknown) {
-      if (decide(this.statusCode).action === 'discard') {
-        restore()
+      // The whole body is here: give the engine its length, which Node only adds after writeHead.
+      if (!decided && !this.hasHeader('content-length') && (typeof chunk === 'string' || chunk instanceof Uint8Array)) {
+        const length =
+          typeof chunk === 'string'
+            ? Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+            : chunk.byteLength
+        decide(this.statusCode, { 'content-length': String(length) })
+      }
+      decide(this.statusCode)
+      if (discard) {
         const callback = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : cb
         if (typeof callback === 'function') process.nextTick(callback as Callback)
         finish(undefined)
         return this
       }
       collect(chunk, encoding)
-      const hold = decision?.action === 'send' ? decision.hold : undefined
-      if (hold === undefined) return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, encoding, cb)
-      hold.then(() => (end as (...args: unknown[]) => ServerResponse).call(this, chunk, encoding, cb))
+      if (hold === undefined) return end.call(this, chunk, encoding, cb)
+      hold.then(() => end.call(this, chunk, encoding, cb))
       return this
     } as End
 
-    res.once('finish', () => {
-      restore()
-      finish(chunks === undefined ? undefined : Buffer.concat(chunks))
-    })
-    // A client gone, or a handler that destroyed the response mid-body: nothing of it may be stored.
+    // 'close' follows 'finish' for a complete answer; alone, it means the client went away or the handler destroyed
+    // the response mid-body: nothing of it may be stored.
     res.once('close', () => {
-      restore()
-      finish(undefined)
+      finish(res.writableFinished && chunks !== undefined ? Buffer.concat(chunks) : undefined)
     })
     try {
       run()
     } catch (err) {
-      restore()
       done = true
       reject(err)
     }
