@@ -1,1 +1,80 @@
-export {}
+/**
+ * `@cache/express`: express middleware for `@cache/core`'s HTTP cache. All the policy (what is stored, the key, Vary,
+ * freshness, ETag/304, HEAD, stale-while-revalidate, coalescing, `Cache-Status`, tags) lives in `@cache/core/http`;
+ * this file only hands express's request and response (which are Node's) to it.
+ */
+import { type Cache, CacheError } from '@cache/core'
+import { createHttpCache, type HttpCacheOptions, isDetached, nodeExchange } from '@cache/core/http'
+import type { NextFunction, Request, RequestHandler, Response } from 'express'
+
+/**
+ * How a route caches; every field is optional. The callbacks (`key`, `tags`, `invalidateTags`) receive express's
+ * `Request`. See `HttpCacheOptions` in `@cache/core/http` for the semantics of each field.
+ *
+ * Defaults: `ttl` '1m' (also the cap on what a response's own `max-age` says), `staleWhileRevalidate` 0,
+ * `staleIfError` 0, `scope` undefined (requests with `Authorization` or `Cookie` bypass the cache), `statuses`
+ * [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501], `ignoreQuery` ['utm_*', 'fbclid', 'gclid'],
+ * `maxBodySize` 1 MiB, `lock` the cache's, `cacheStatus` 'cache', `keyPrefix` 'http:'.
+ */
+export type CacheResponseOptions = HttpCacheOptions<Request>
+
+/**
+ * Express middleware that caches the responses of the handlers after it. GET and HEAD requests are answered from
+ * `cache` when a fresh copy is stored, else the handler runs and its response is stored if it may be; a POST, PUT,
+ * PATCH or DELETE that goes through it and succeeds drops the stored responses of its URL (and `invalidateTags`).
+ * Every answer carries a `Cache-Status` header (RFC 9211) saying what happened.
+ *
+ * Safe by default: requests with `Authorization` or `Cookie` are neither served from nor stored in the cache unless
+ * the route says whose the response is (`scope: 'public'` or a per-user `key`), `Set-Cookie` is never stored, and
+ * `no-store`, `private` and `Vary: *` responses are passed through.
+ *
+ * Works with express 4.21+ and 5, on a route or app-wide. One call makes one policy: reuse the returned middleware
+ * on several routes to share its options.
+ *
+ * @param cache the `Cache` that holds the responses (a memory store, or tiers over Redis for several instances).
+ * @param options how the route caches; see `CacheResponseOptions` for the defaults.
+ * @throws CacheError `E_INVALID_OPTION` when `cache` is not a Cache or an option is invalid.
+ *
+ * @example
+ * import { createCache } from '@cache/core'
+ * import { cacheResponse } from '@cache/express'
+ *
+ * const cache = createCache()
+ * app.get('/todos', cacheResponse(cache, { ttl: '30s', tags: () => ['todos'] }), listTodos)
+ * app.post('/todos', cacheResponse(cache, { invalidateTags: () => ['todos'] }), createTodo)
+ *
+ * // or app-wide: every GET is cached for a minute, every successful POST/PUT/PATCH/DELETE invalidates its URL
+ * app.use(cacheResponse(cache))
+ */
+export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}): RequestHandler {
+  if (typeof cache !== 'object' || cache === null || typeof (cache as Partial<Cache>).getOrSet !== 'function') {
+    throw new CacheError('E_INVALID_OPTION', 'cacheResponse(cache, options) needs a Cache from createCache() first')
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new CacheError('E_INVALID_OPTION', 'cacheResponse(cache, options): options must be an object')
+  }
+  const engine = createHttpCache<Request>(cache, options)
+
+  return function cacheResponseMiddleware(req: Request, res: Response, next: NextFunction): void {
+    // A background revalidation made by the engine itself: it wants the handler's answer, not the cache's.
+    if (isDetached(req)) {
+      next()
+      return
+    }
+    let ran = false
+    const run = () => {
+      ran = true
+      next()
+    }
+    const exchange = nodeExchange(req, res, run, req, req.originalUrl)
+    // express's `req.protocol` honours the app's 'trust proxy' setting (X-Forwarded-Proto behind a TLS proxy), so
+    // an http->https redirect is never stored under the https key.
+    const request = { ...exchange.request, protocol: req.protocol }
+    engine.handle({ ...exchange, request }).catch((err: unknown) => {
+      // The engine promises not to reject; should it, make sure the client is not left waiting. Before the handler
+      // ran, express's error handling answers; after, the handler owns the response and we only end a stuck one.
+      if (!ran) next(err)
+      else if (!res.writableEnded) res.destroy(err instanceof Error ? err : new Error(String(err)))
+    })
+  }
+}

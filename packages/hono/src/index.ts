@@ -8,9 +8,7 @@ import {
   createHttpCache,
   type HttpCacheOptions,
   type HttpExchange,
-  type HttpHeaders,
   type HttpRequest,
-  type HttpResponse,
   isDetached,
   runDetached,
 } from '@cache/core/http'
@@ -60,16 +58,7 @@ export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}):
 }
 
 function exchange(c: Context, next: () => Promise<void>, answered: () => void, server: unknown): HttpExchange<Context> {
-  const raw = c.req.raw
-  const url = new URL(raw.url)
-  const headers = headersOf(raw.headers)
-  if (headers.host === undefined) headers.host = url.host
-  const request: HttpRequest = {
-    method: raw.method,
-    protocol: url.protocol.slice(0, -1),
-    url: url.pathname + url.search,
-    headers,
-  }
+  const request = requestOf(c)
   // What middleware before this one set on c.res before next() (CORS, a session cookie): it belongs to this request,
   // not to the handler's answer, so it is never stored and it is put on whatever this request is answered with.
   let outer: Headers | undefined
@@ -119,15 +108,47 @@ function exchange(c: Context, next: () => Promise<void>, answered: () => void, s
       return collected
     },
     send(response) {
-      const headers = toHeaders(response)
-      // As hono's c.res setter does, on top of the engine's answer; reading c.res brings in c.header()'s headers too.
-      carry(outer ?? c.res.headers, headers)
       const empty = response.body.byteLength === 0 || NO_BODY.has(response.status)
-      replace(c, new Response(empty ? null : response.body, { status: response.status, headers }))
+      // c.body() puts what earlier middleware set (c.header(), a CORS header on c.res) under the engine's headers,
+      // as hono does for any handler's answer.
+      const headers = response.headers as Record<string, string | string[]>
+      const status = response.status as 200
+      replace(
+        c,
+        empty ? c.body(null, status, headers) : c.body(response.body as Uint8Array<ArrayBuffer>, status, headers),
+      )
       answered()
     },
     detached: server === undefined ? undefined : (req: HttpRequest) => runDetached(server as never, req),
   }
+}
+
+/**
+ * The request as the engine sees it. On @hono/node-server the Node request's own parsed headers and URL are used:
+ * reading `c.req.raw.headers` there would build a whole Fetch Request just to look at a few headers.
+ */
+function requestOf(c: Context): HttpRequest {
+  const node = (c.env as { incoming?: NodeIncoming } | undefined)?.incoming
+  if (node !== undefined && typeof node.url === 'string' && typeof node.headers === 'object' && node.headers !== null) {
+    const headers = node.headers
+    return {
+      method: c.req.method,
+      protocol: node.socket?.encrypted === true ? 'https' : 'http',
+      url: node.url,
+      headers: headers.host === undefined ? { ...headers, host: new URL(c.req.url).host } : headers,
+    }
+  }
+  const raw = c.req.raw
+  const url = new URL(raw.url)
+  const headers = headersOf(raw.headers)
+  if (headers.host === undefined) headers.host = url.host
+  return { method: raw.method, protocol: url.protocol.slice(0, -1), url: url.pathname + url.search, headers }
+}
+
+interface NodeIncoming {
+  url?: unknown
+  headers?: Record<string, string | string[] | undefined>
+  socket?: { encrypted?: boolean }
 }
 
 /** The node `http.Server` that received the request (set by `@hono/node-server` as `c.env.incoming`), if any. */
@@ -170,22 +191,6 @@ function withoutOuter(headers: Record<string, string | string[]>, outer: Headers
     else delete headers['set-cookie']
   }
   return headers
-}
-
-/** What middleware set before next() wins, as in hono (content-type aside); its cookies are added. */
-function carry(from: Headers, to: Headers): void {
-  for (const [name, value] of from) if (name !== 'content-type' && name !== 'set-cookie') to.set(name, value)
-  for (const cookie of from.getSetCookie()) to.append('set-cookie', cookie)
-}
-
-function toHeaders(response: HttpResponse): Headers {
-  const out = new Headers()
-  for (const [name, value] of Object.entries(response.headers as HttpHeaders)) {
-    if (value === undefined) continue
-    if (Array.isArray(value)) for (const one of value) out.append(name, one)
-    else out.set(name, String(value))
-  }
-  return out
 }
 
 export type { HttpCacheOptions } from '@cache/core/http'
