@@ -67,19 +67,33 @@ function exchange(c: Context, next: () => Promise<void>, answered: () => void, s
     source: c,
     async forward(head) {
       outer = new Headers(c.res.headers)
+      if (outer.keys().next().done === true) {
+        // Nothing set before next(): forget the empty c.res that reading it just made, or hono would rebuild the
+        // handler's response over it (a full Fetch Response, stream and all) when the handler returns.
+        c.res = undefined
+        c.finalized = false
+      }
       await next()
       const res = c.res
       // Taken before the body is read: reading a lightweight @hono/node-server Response may rebuild its headers.
       const { headers: resHeaders, status } = res
       const seen = withoutOuter(headersOf(resHeaders), outer)
-      // A body made from a string or bytes is ready at once: read it, so the engine knows its size before deciding
-      // (only a GET's response can be stored).
+      let decision = head(status, seen)
+      // A body made from a string or bytes is ready at once. When the engine wants a copy, read it and, if it is
+      // over the cap, let the engine decide again with its length (nothing has been sent yet).
       let read: Ready | undefined
-      if (seen['content-length'] === undefined && request.method === 'GET') {
+      if (
+        decision.action === 'send' &&
+        decision.capture > 0 &&
+        seen['content-length'] === undefined &&
+        request.method === 'GET'
+      ) {
         read = await readReady(res.body)
-        if (read.whole && !NO_BODY.has(status)) seen['content-length'] = String(read.whole.byteLength)
+        if (read.whole && !NO_BODY.has(status)) {
+          seen['content-length'] = String(read.whole.byteLength)
+          if (read.whole.byteLength > decision.capture) decision = head(status, seen)
+        }
       }
-      const decision = head(status, seen)
       // undefined: the handler's body, untouched; else what replaces it (null once it was read whole).
       let body = read ? (read.rest ?? null) : undefined
       if (decision.action === 'discard') {

@@ -61,7 +61,9 @@ export interface HttpExchange<R = HttpRequest> {
    * Runs the route's handler for this request. The adapter calls `head` exactly once, when the status and headers
    * are final (express: at `writeHead` or the first write; fastify: in `onSend`; hono: after `next()`), follows
    * the decision, and resolves with the collected body: `undefined` when none was asked for, the body outgrew the
-   * cap, the stream was aborted, or the adapter cannot collect this kind of body.
+   * cap, the stream was aborted, or the adapter cannot collect this kind of body. An adapter that holds the whole
+   * response before sending it (hono) may call `head` once more, with the `content-length` it learnt by reading a
+   * body the first decision asked to collect: the second decision replaces the first.
    */
   forward(head: (status: number, headers: HttpHeaders) => ForwardDecision): Promise<Uint8Array | undefined>
   /**
