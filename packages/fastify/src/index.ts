@@ -83,6 +83,12 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
       },
       source: request,
       detached: (copy) => runDetached(app.server, copy),
+      // A URL the engine knows is uncacheable: on to the handler with the engine's headers, nothing watched.
+      pass: (headers) => {
+        started = true
+        for (const [name, value] of headers) reply.header(name, value)
+        next()
+      },
       forward: (head) =>
         new Promise((resolve) => {
           started = true

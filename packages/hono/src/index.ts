@@ -48,16 +48,24 @@ export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}):
       answered = resolve
     })
     let failure: { error: unknown } | undefined
-    http.handle(exchange(c, next, answered, serverOf(incoming))).then(answered, (error: unknown) => {
+    const passing: { run?: Promise<void> } = {}
+    http.handle(exchange(c, next, answered, serverOf(incoming), passing)).then(answered, (error: unknown) => {
       failure = { error }
       answered()
     })
     await ready
     if (failure) throw failure.error
+    if (passing.run) await passing.run
   }
 }
 
-function exchange(c: Context, next: () => Promise<void>, answered: () => void, server: unknown): HttpExchange<Context> {
+function exchange(
+  c: Context,
+  next: () => Promise<void>,
+  answered: () => void,
+  server: unknown,
+  passing: { run?: Promise<void> },
+): HttpExchange<Context> {
   const request = requestOf(c)
   // What middleware before this one set on c.res before next() (CORS, a session cookie): it belongs to this request,
   // not to the handler's answer, so it is never stored and it is put on whatever this request is answered with.
@@ -132,6 +140,12 @@ function exchange(c: Context, next: () => Promise<void>, answered: () => void, s
         empty ? c.body(null, status, headers) : c.body(response.body as Uint8Array<ArrayBuffer>, status, headers),
       )
       answered()
+    },
+    // A URL the engine knows is uncacheable: on to the handler with the engine's headers, nothing watched.
+    pass(headers) {
+      for (const [name, value] of headers) c.header(name, value)
+      passing.run = next()
+      passing.run.then(answered, answered)
     },
     detached: server === undefined ? undefined : (req: HttpRequest) => runDetached(server as never, req),
   }

@@ -118,6 +118,53 @@ describe('the engine over node:http', () => {
   })
 })
 
+describe('hit-for-pass', () => {
+  it('passes an uncacheable URL straight to the handler, and stores it once it turns storable and the pass ends', async () => {
+    let calls = 0
+    let store = false
+    const { url } = await serve(
+      (_req, res) => {
+        calls++
+        if (!store) res.setHeader('cache-control', 'no-store')
+        res.end(`v${calls}`)
+      },
+      { ttl: '400ms' },
+    )
+    for (let i = 1; i <= 5; i++) {
+      const res = await fetch(`${url}/p`)
+      expect(await res.text()).toBe(`v${i}`)
+      expect(res.headers.get('cache-status')).toBe('cache; fwd=miss; detail=no-store')
+    }
+    store = true
+    // Still within the pass (remembered after three in a row): not watched, so not stored.
+    expect(await (await fetch(`${url}/p`)).text()).toBe('v6')
+    expect(await (await fetch(`${url}/p`)).text()).toBe('v7')
+    await new Promise((r) => setTimeout(r, 450))
+    const stored = await fetch(`${url}/p`)
+    expect(await stored.text()).toBe('v8')
+    expect(stored.headers.get('cache-status')).toMatch(/fwd=miss; stored/)
+    const hit = await fetch(`${url}/p`)
+    expect(await hit.text()).toBe('v8')
+    expect(hit.headers.get('cache-status')).toMatch(/hit/)
+    expect(calls).toBe(8)
+  })
+
+  it('a URL that failed once (a 500) is stored as soon as it answers well', async () => {
+    let calls = 0
+    const { url } = await serve((_req, res) => {
+      calls++
+      res.statusCode = calls === 1 ? 500 : 200
+      res.end(`v${calls}`)
+    })
+    expect((await fetch(`${url}/f`)).status).toBe(500)
+    const good = await fetch(`${url}/f`)
+    expect(good.headers.get('cache-status')).toMatch(/fwd=miss; stored/)
+    expect(await good.text()).toBe('v2')
+    expect(await (await fetch(`${url}/f`)).text()).toBe('v2')
+    expect(calls).toBe(2)
+  })
+})
+
 describe('runDetached', () => {
   it('runs a marked copy through the server and collects status, headers (writeHead-only ones too) and body', async () => {
     let seen: IncomingMessage | undefined

@@ -48,8 +48,13 @@ const NOT_MODIFIED_HEADERS = new Set([
   'last-modified',
 ])
 const MAX_WAIT = 2_147_483_647
-/** The longest a URL stays hit-for-pass (bounded by the route's ttl). */
-const PASS_MAX_MS = 60_000
+/** The longest a URL stays hit-for-pass without being judged again (bounded by the route's ttl). */
+const PASS_MAX_MS = 10_000
+/**
+ * Uncacheable responses in a row after which a URL's requests skip the watching of their response (`pass`). Before
+ * that, each response is still judged, so a URL that failed once (a 500) is stored as soon as it answers well.
+ */
+const PASS_FAST_AFTER = 3
 const MAX_KEY = 512
 
 /** A stored response. Short field names: it goes through the codec into Redis on every store. */
@@ -78,11 +83,17 @@ interface VaryMarker {
   readonly vary: readonly string[]
 }
 /** What a load hands its waiters when its response may not be shared: they ask the handler themselves. Never stored. */
-interface Pass {
+interface Skip {
   readonly k: 'p'
   readonly reason: string
 }
-type Value = Stored | VaryMarker | Pass
+type Value = Stored | VaryMarker | Skip
+/** A URL remembered as uncacheable: until when, after how many such responses in a row, and why. */
+interface Pass {
+  until: number
+  count: number
+  reason: string
+}
 
 interface Resolved<R> {
   ttl: number
@@ -138,7 +149,7 @@ class Engine<R> implements HttpCache<R> {
    * go straight to the handler, with no lookup and no coalescing (waiters would only queue behind a response they
    * may not share). A response that turns storable is stored at once and ends the pass.
    */
-  private readonly passes = new Map<string, number>()
+  private readonly passes = new Map<string, Pass>()
 
   constructor(
     private readonly cache: Cache,
@@ -217,7 +228,15 @@ class Engine<R> implements HttpCache<R> {
   private async serve(turn: Turn<R>): Promise<void> {
     const pass = this.passes.get(turn.primary)
     if (pass !== undefined) {
-      if (Date.now() < pass) return this.passThrough(turn)
+      if (Date.now() < pass.until) {
+        // Uncacheable again and again: straight to the handler, nothing watched (re-judged when the pass expires).
+        if (pass.count >= PASS_FAST_AFTER && turn.ex.pass !== undefined) {
+          turn.claimed = true
+          turn.sent = true
+          return turn.ex.pass(this.statusHeader(`fwd=miss; detail=${pass.reason}`))
+        }
+        return this.passThrough(turn)
+      }
       this.passes.delete(turn.primary)
     }
     let key = turn.primary
@@ -260,9 +279,17 @@ class Engine<R> implements HttpCache<R> {
     return this.answer(turn, value, turn.filled ? 'fwd=miss; stored' : 'hit')
   }
 
-  private remember(primary: string): void {
+  private remember(primary: string, reason: string): void {
+    const until = Date.now() + Math.min(this.o.ttl, PASS_MAX_MS)
+    const pass = this.passes.get(primary)
+    if (pass !== undefined) {
+      pass.until = until
+      pass.count++
+      pass.reason = reason
+      return
+    }
     if (this.passes.size >= MAX_PASSES) this.passes.delete(this.passes.keys().next().value as string)
-    this.passes.set(primary, Date.now() + Math.min(this.o.ttl, PASS_MAX_MS))
+    this.passes.set(primary, { until, count: 1, reason })
   }
 
   /** A request of a hit-for-pass URL: to the handler; its response is stored if it turned storable. */
@@ -291,7 +318,7 @@ class Engine<R> implements HttpCache<R> {
     })
     turn.sent = true
     if (verdict === undefined || verdict.reason !== undefined) {
-      if (verdict !== undefined && STICKY.has(verdict.reason!)) this.remember(turn.primary)
+      if (verdict !== undefined && STICKY.has(verdict.reason!)) this.remember(turn.primary, verdict.reason!)
       return
     }
     if (body === undefined) return
@@ -395,7 +422,7 @@ class Engine<R> implements HttpCache<R> {
       if (verdict === undefined || verdict.reason !== undefined || body === undefined) {
         ctx.skip()
         const reason = verdict?.reason ?? 'stream'
-        if (vary === undefined && STICKY.has(reason)) this.remember(turn.primary)
+        if (vary === undefined && STICKY.has(reason)) this.remember(turn.primary, reason)
         return { k: 'p', reason }
       }
       const stored = this.record(status, headers, body, verdict)
@@ -403,7 +430,7 @@ class Engine<R> implements HttpCache<R> {
       const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
       if (stored.noCache && grace === 0) {
         ctx.skip()
-        if (vary === undefined) this.remember(turn.primary)
+        if (vary === undefined) this.remember(turn.primary, 'no-cache')
         return { k: 'p', reason: 'no-cache' }
       }
       const tags = [this.key(`url:${turn.url}`), ...turn.tags]

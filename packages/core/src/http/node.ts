@@ -56,6 +56,10 @@ export function nodeExchange<R>(
       if (req.method === 'HEAD' || response.body.byteLength === 0) original.end.call(res)
       else original.end.call(res, response.body)
     },
+    pass: (headers) => {
+      for (const [name, value] of headers) res.setHeader(name, value)
+      run()
+    },
     detached: server instanceof Server ? (copy) => runDetached(server, copy) : undefined,
   }
 }

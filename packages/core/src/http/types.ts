@@ -72,6 +72,12 @@ export interface HttpExchange<R = HttpRequest> {
    */
   send(response: HttpResponse): void | Promise<void>
   /**
+   * Runs the route's handler for this request with `headers` added to its response, and watches nothing: how the
+   * engine serves a URL whose responses it has seen are not storable, again and again (hit-for-pass). Optional:
+   * without it, `forward` is used.
+   */
+  pass?: ((headers: readonly (readonly [string, string])[]) => void) | undefined
+  /**
    * Runs a copy of `request` with no client attached and resolves with its complete response: how the engine
    * revalidates in the background (stale-while-revalidate) and fills the cache for a HEAD. `runDetached` in
    * `@cache/core/http` does it for any Node `http.Server`. Without it, stale entries are revalidated while the client
