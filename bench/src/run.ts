@@ -9,6 +9,8 @@ import { c1 } from './c1.js'
 import { codec } from './codec.js'
 import { fixedClock } from './data.js'
 import { gcExposed, harnessOptions } from './harness.js'
+import { p1, p2, p3, p4, p5 } from './http/benches.js'
+import { httpOptions } from './http/load.js'
 import { k1 } from './k1.js'
 import { m1 } from './m1.js'
 import { m2 } from './m2.js'
@@ -22,6 +24,7 @@ import { s1 } from './s1.js'
 import { s2 } from './s2.js'
 
 const opts = harnessOptions()
+const http = httpOptions()
 const memRuns = Number(process.env.BENCH_MEM_RUNS ?? 3)
 if (!Number.isInteger(memRuns) || memRuns < 1) throw new Error('BENCH_MEM_RUNS must be an integer >= 1')
 
@@ -39,6 +42,11 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   BUS: () => bus(),
   K1: () => k1(opts),
   CODEC: () => codec(opts),
+  P1: () => p1(http),
+  P2: () => p2(http),
+  P3: () => p3(http),
+  P4: () => p4(http),
+  P5: () => p5(http),
 }
 
 const asked = process.argv.slice(2).map((a) => a.toUpperCase())

@@ -132,6 +132,8 @@ interface Turn<R> {
   failedStatus: number
   /** This request's own load filled the entry through a detached GET (a HEAD miss): answered as a miss. */
   filled: boolean
+  /** `epoch` when the request came in. */
+  readonly epoch: number
 }
 
 /**
@@ -158,6 +160,7 @@ class Engine<R> implements HttpCache<R> {
 
   async invalidate(url: string | URL): Promise<void> {
     const u = typeof url === 'string' ? new URL(url) : url
+    epoch++
     await this.cache.invalidateTags([this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search)])
   }
 
@@ -200,6 +203,7 @@ class Engine<R> implements HttpCache<R> {
       answering: false,
       failedStatus: 0,
       filled: false,
+      epoch,
     }
     try {
       await this.serve(turn)
@@ -279,7 +283,11 @@ class Engine<R> implements HttpCache<R> {
     return this.answer(turn, value, turn.filled ? 'fwd=miss; stored' : 'hit')
   }
 
-  private remember(primary: string, reason: string): void {
+  private remember(turn: Turn<R>, reason: string): void {
+    const h = turn.ex.request.headers
+    // A handler answering a revalidation (304) says nothing about the URL's other answers.
+    if (present(h['if-none-match']) || present(h['if-modified-since'])) return
+    const primary = turn.primary
     const until = Date.now() + Math.min(this.o.ttl, PASS_MAX_MS)
     const pass = this.passes.get(primary)
     if (pass !== undefined) {
@@ -300,10 +308,13 @@ class Engine<R> implements HttpCache<R> {
     let status = 0
     let headers: HttpHeaders = {}
     turn.claimed = true
+    // A HEAD's answer has no body to keep; the URL is stored by a GET.
+    const head = ex.request.method.toUpperCase() === 'HEAD'
+    const at = epoch
     const body = await ex.forward((s, hs): ForwardDecision => {
       status = s
       headers = lowerCase(hs)
-      verdict = this.judge(s, headers, ex.request, turn.shared)
+      verdict = head ? NOT_STORED_VERDICT : this.judge(s, headers, ex.request, turn.shared)
       const length = Number(first(headers['content-length']) ?? -1)
       if (verdict.reason === undefined && length > o.maxBody) verdict = { ...verdict, reason: 'size' }
       const member =
@@ -318,10 +329,11 @@ class Engine<R> implements HttpCache<R> {
     })
     turn.sent = true
     if (verdict === undefined || verdict.reason !== undefined) {
-      if (verdict !== undefined && STICKY.has(verdict.reason!)) this.remember(turn.primary, verdict.reason!)
+      if (verdict !== undefined && STICKY.has(verdict.reason!)) this.remember(turn, verdict.reason!)
       return
     }
-    if (body === undefined) return
+    // An unsafe request invalidated meanwhile: this answer may predate it.
+    if (body === undefined || epoch !== at) return
     const stored = this.record(status, headers, body, verdict)
     const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
     if (stored.noCache && grace === 0) return
@@ -330,11 +342,13 @@ class Engine<R> implements HttpCache<R> {
   }
 
   /** Stores a response outside of a load: at the URL's key, or at its variant's key with the URL's Vary marker. */
-  private async storeAt(turn: Turn<R>, stored: Stored, options: EntryOptions): Promise<void> {
+  private async storeAt(turn: Turn<R>, stored: Stored, options: EntryOptions & { ttl: number; grace: number }) {
     try {
       if (stored.vary.length === 0) return await this.cache.set(turn.primary, stored, options)
       await this.cache.set(this.variant(turn.primary, stored.vary, turn.ex.request.headers), stored, options)
-      await this.cache.set(turn.primary, { k: 'v', vary: stored.vary } satisfies VaryMarker, options)
+      // The marker stays fresh as long as the variant may be served, stale copies included.
+      const marker: VaryMarker = { k: 'v', vary: stored.vary }
+      await this.cache.set(turn.primary, marker, { ...options, ttl: options.ttl + options.grace, grace: 0 })
     } catch {
       // Reported by the cache (`error` event); the client has its answer.
     }
@@ -422,7 +436,7 @@ class Engine<R> implements HttpCache<R> {
       if (verdict === undefined || verdict.reason !== undefined || body === undefined) {
         ctx.skip()
         const reason = verdict?.reason ?? 'stream'
-        if (vary === undefined && STICKY.has(reason)) this.remember(turn.primary, reason)
+        if (vary === undefined && STICKY.has(reason)) this.remember(turn, reason)
         return { k: 'p', reason }
       }
       const stored = this.record(status, headers, body, verdict)
@@ -430,7 +444,7 @@ class Engine<R> implements HttpCache<R> {
       const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
       if (stored.noCache && grace === 0) {
         ctx.skip()
-        if (vary === undefined) this.remember(turn.primary, 'no-cache')
+        if (vary === undefined) this.remember(turn, 'no-cache')
         return { k: 'p', reason: 'no-cache' }
       }
       const tags = [this.key(`url:${turn.url}`), ...turn.tags]
@@ -448,12 +462,15 @@ class Engine<R> implements HttpCache<R> {
           ctx.skip()
           return { k: 'p', reason: 'error' }
         }
+        // The marker stays fresh as long as the variant may be served, stale copies included.
+        ctx.ttl = stored.freshMs + grace
+        ctx.grace = 0
         return { k: 'v', vary: stored.vary }
       }
       if (!sameList(vary, stored.vary)) {
         // The URL now varies on other headers (or none): store the response where its own Vary puts it.
         ctx.skip()
-        await this.storeAt(turn, stored, { ttl: stored.freshMs, grace, tags })
+        if (epoch === turn.epoch) await this.storeAt(turn, stored, { ttl: stored.freshMs, grace, tags })
         // Waiters agree on the old Vary headers only: they may share it only if it varies on nothing.
         return stored.vary.length === 0 ? stored : { k: 'p', reason: 'vary' }
       }
@@ -501,7 +518,7 @@ class Engine<R> implements HttpCache<R> {
     const swrMs = strict ? 0 : seconds(cc.get('stale-while-revalidate'), o.swr)
     const sieMs = strict ? 0 : seconds(cc.get('stale-if-error'), o.sie)
     if (freshMs === 0 && !noCache && swrMs === 0 && sieMs === 0) return no('expired')
-    return { reason: undefined, freshMs, swrMs, sieMs, noCache: noCache || freshMs === 0, vary }
+    return { reason: undefined, freshMs, swrMs, sieMs, noCache, vary }
   }
 
   private record(status: number, headers: HttpHeaders, body: Uint8Array, v: Verdict): Stored {
@@ -617,6 +634,7 @@ class Engine<R> implements HttpCache<R> {
     headers: HttpHeaders,
     routeTags: readonly string[],
   ): Promise<void> {
+    epoch++
     const { protocol, url } = ex.request
     const host = first(ex.request.headers.host) ?? ''
     const tags = [this.urlTag(protocol, host, url), ...routeTags]
@@ -684,6 +702,12 @@ interface Verdict {
 }
 
 const EMPTY = new Uint8Array(0)
+const NOT_STORED_VERDICT: Verdict = { reason: 'method', freshMs: 0, swrMs: 0, sieMs: 0, noCache: false, vary: [] }
+/**
+ * Bumped by every invalidation this module makes (unsafe requests, `invalidate`): an answer that is stored outside of
+ * a `getOrSet` load (which the cache itself guards) is dropped when an invalidation happened while it was produced.
+ */
+let epoch = 0
 /** Stored copies' headers as objects (a stored copy is immutable, and an in-process tier hands out the same one). */
 const built = new WeakMap<Stored, Record<string, string | string[]>>()
 /** How many URLs a route remembers as uncacheable (hit-for-pass) at most; the oldest is forgotten first. */
@@ -700,9 +724,35 @@ function detachedRequest(request: HttpRequest): HttpRequest {
   return { ...request, method: 'GET', headers }
 }
 
+const KNOWN = new Set([
+  'ttl',
+  'staleWhileRevalidate',
+  'staleIfError',
+  'scope',
+  'key',
+  'tags',
+  'invalidateTags',
+  'statuses',
+  'ignoreQuery',
+  'maxBodySize',
+  'lock',
+  'cacheStatus',
+  'keyPrefix',
+])
+
 function resolve<R>(options: HttpCacheOptions<R>): Resolved<R> {
   if (options === null || typeof options !== 'object') {
     throw new CacheError('E_INVALID_OPTION', `HTTP cache options must be an object (got ${describe(options)})`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name)) {
+      const known = [...KNOWN].join(', ')
+      throw new CacheError('E_INVALID_OPTION', `unknown HTTP cache option ${describe(name)} (known: ${known})`)
+    }
+  }
+  const lock = options.lock
+  if (lock !== undefined && typeof lock !== 'boolean' && (lock === null || typeof lock !== 'object')) {
+    throw new CacheError('E_INVALID_OPTION', `lock must be true, false or { ttl, wait } (got ${describe(lock)})`)
   }
   const fn = <F>(value: F | undefined, name: string): F | undefined => {
     if (value !== undefined && typeof value !== 'function') {
@@ -832,6 +882,8 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 
 /** RFC 9110 §13.1.2 (weak comparison) and §13.1.3. */
 function notModified(value: Stored, h: HttpHeaders): boolean {
+  // RFC 9110 §13.2.1: preconditions apply to 2xx answers only.
+  if (value.status < 200 || value.status >= 300) return false
   const inm = h['if-none-match']
   if (present(inm)) {
     const tags = join(inm)
