@@ -1,0 +1,71 @@
+import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
+import { createCache } from '@cache/core'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { afterEach, describe, expect, it } from 'vitest'
+import fastifyCache from './index.js'
+
+const apps: FastifyInstance[] = []
+afterEach(async () => {
+  for (const app of apps.splice(0)) await app.close()
+})
+
+async function start(setup: (app: FastifyInstance) => void) {
+  const app = Fastify()
+  apps.push(app)
+  await app.register(fastifyCache, { cache: createCache() })
+  setup(app)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+}
+
+describe('review: fastify', () => {
+  it('a binary body survives the round trip byte for byte', async () => {
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+    const url = await start((app) =>
+      app.get('/bin', { config: { cache: true } }, (_req, reply) => reply.type('application/octet-stream').send(bytes)),
+    )
+    await (await fetch(`${url}/bin`)).arrayBuffer()
+    const hit = await fetch(`${url}/bin`)
+    expect(hit.headers.get('cache-status')).toMatch(/; hit/)
+    expect(Buffer.from(await hit.arrayBuffer()).equals(bytes)).toBe(true)
+  })
+
+  it('a stream the handler aborts mid-body is not stored', async () => {
+    let calls = 0
+    const url = await start((app) =>
+      app.get('/s', { config: { cache: true } }, (_req, reply) => {
+        calls++
+        const n = calls
+        const stream = new Readable({
+          read() {
+            this.push('part-')
+            if (n === 1) setTimeout(() => this.destroy(new Error('cut')), 10)
+            else this.push(null)
+          },
+        })
+        return reply.type('text/plain').send(stream)
+      }),
+    )
+    await fetch(`${url}/s`)
+      .then((r) => r.text())
+      .catch(() => {})
+    const next = await fetch(`${url}/s`)
+    expect(await next.text()).toBe('part-')
+    expect(calls).toBe(2)
+  })
+
+  it('a GET right after a successful POST is not served the old copy', async () => {
+    let version = 1
+    const url = await start((app) => {
+      app.get('/t', { config: { cache: true } }, () => ({ version }))
+      app.post('/t', { config: { cache: true } }, () => {
+        version++
+        return { ok: true }
+      })
+    })
+    await (await fetch(`${url}/t`)).text()
+    await (await fetch(`${url}/t`, { method: 'POST' })).text()
+    expect(await (await fetch(`${url}/t`)).json()).toEqual({ version: 2 })
+  })
+})
