@@ -92,7 +92,7 @@ export function harnessOptions(env: NodeJS.ProcessEnv = process.env): HarnessOpt
   }
 }
 
-function positiveInt(raw: string | undefined, fallback: number, name: string): number {
+export function positiveInt(raw: string | undefined, fallback: number, name: string): number {
   if (raw === undefined || raw === '') return fallback
   const n = Number(raw)
   if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1 (got '${raw}')`)

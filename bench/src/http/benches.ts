@@ -101,8 +101,9 @@ export function p4(opts: HttpOptions): Promise<ThroughputResult> {
       ]),
       pairs: FRAMEWORKS.map((f) => ({ ours: `${f} + cache, no-store`, anchor: `${f} no middleware`, target: 0.95 })),
       notes: [
-        'every request goes through the engine (lookup, forward, head decision) and to the handler; nothing is ' +
-          'stored, every answer carries `Cache-Status: cache; fwd=miss; …` (checked)',
+        'every request goes through the engine and to the handler; after three answers that cannot be stored the ' +
+          'URL is hit-for-pass (no lookup, no coalescing, the answer not watched) and is judged again every ' +
+          'min(ttl, 10 s); nothing is stored, every answer carries `Cache-Status: cache; fwd=miss; …` (checked)',
       ],
     },
     opts,

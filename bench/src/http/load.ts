@@ -10,7 +10,7 @@ import { get } from 'node:http'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import autocannon, { type ResponseHead } from 'autocannon'
-import { type Kind, type Pair, summarise, type ThroughputResult } from '../harness.js'
+import { type Kind, type Pair, positiveInt, summarise, type ThroughputResult } from '../harness.js'
 import type { AppName, BeginReply, EndReply, ReadyMessage, Request, Route } from './protocol.js'
 
 export interface HttpOptions {
@@ -33,13 +33,6 @@ export function httpOptions(env: NodeJS.ProcessEnv = process.env): HttpOptions {
     warmupMs: positiveInt(env.BENCH_HTTP_WARMUP_MS, 800, 'BENCH_HTTP_WARMUP_MS'),
     connections: positiveInt(env.BENCH_HTTP_CONNECTIONS, 50, 'BENCH_HTTP_CONNECTIONS'),
   }
-}
-
-function positiveInt(raw: string | undefined, fallback: number, name: string): number {
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be an integer >= 1 (got '${raw}')`)
-  return n
 }
 
 /** A server under test: `src/http/app.ts <app>` in its own node process, driven over IPC. */

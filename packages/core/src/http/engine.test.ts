@@ -1,31 +1,10 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type Cache, createCache } from '../index.js'
-import { createHttpCache, type HttpCacheOptions, isDetached, nodeExchange, runDetached } from './index.js'
+import { createServer, type IncomingMessage } from 'node:http'
+import { describe, expect, it } from 'vitest'
+import { createCache } from '../index.js'
+import { closeServersAfterEach, serve, track } from './fixtures/node-server.js'
+import { createHttpCache, isDetached, runDetached } from './index.js'
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void
-
-const open: { server: Server; cache: Cache }[] = []
-afterEach(async () => {
-  for (const { server, cache } of open.splice(0)) {
-    server.closeAllConnections()
-    await new Promise((r) => server.close(r))
-    await cache.close()
-  }
-})
-
-async function serve(handler: Handler, options: HttpCacheOptions<IncomingMessage> = {}) {
-  const cache = createCache()
-  const http = createHttpCache(cache, options)
-  const server = createServer((req, res) => {
-    if (isDetached(req)) return handler(req, res)
-    http.handle(nodeExchange(req, res, () => handler(req, res), req)).catch(() => res.destroy())
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  open.push({ server, cache })
-  const { port } = server.address() as { port: number }
-  return { url: `http://127.0.0.1:${port}`, http, cache, server }
-}
+closeServersAfterEach()
 
 describe('createHttpCache options', () => {
   it.each([
@@ -174,7 +153,7 @@ describe('runDetached', () => {
       res.write(Buffer.from([0, 255]))
       res.end(Buffer.from([1, 2, 3]))
     })
-    open.push({ server, cache: createCache() })
+    track(server, createCache())
     const got = await runDetached(server, { method: 'GET', protocol: 'http', url: '/d?x=1', headers: { host: 'h' } })
     expect(isDetached(seen)).toBe(true)
     expect(seen?.url).toBe('/d?x=1')
@@ -189,7 +168,7 @@ describe('runDetached', () => {
       res.write('part')
       res.destroy(new Error('gone'))
     })
-    open.push({ server, cache: createCache() })
+    track(server, createCache())
     await expect(runDetached(server, { method: 'GET', protocol: 'http', url: '/', headers: {} })).rejects.toThrow(
       'gone',
     )

@@ -1,32 +1,11 @@
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { request as httpRequest } from 'node:http'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type Cache, createCache } from '../index.js'
-import { createHttpCache, type HttpCacheOptions, isDetached, nodeExchange } from './index.js'
+import { describe, expect, it } from 'vitest'
+import { createCache } from '../index.js'
+import { closeServersAfterEach, serve } from './fixtures/node-server.js'
+import { createHttpCache } from './index.js'
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void
-
-const open: { server: Server; cache: Cache }[] = []
-afterEach(async () => {
-  for (const { server, cache } of open.splice(0)) {
-    server.closeAllConnections()
-    await new Promise((r) => server.close(r))
-    await cache.close()
-  }
-})
-
-async function serve(handler: Handler, options: HttpCacheOptions<IncomingMessage> = {}) {
-  const cache = createCache()
-  const http = createHttpCache(cache, options)
-  const server = createServer((req, res) => {
-    if (isDetached(req)) return handler(req, res)
-    http.handle(nodeExchange(req, res, () => handler(req, res), req)).catch(() => res.destroy())
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  open.push({ server, cache })
-  const { port } = server.address() as { port: number }
-  return { url: `http://127.0.0.1:${port}`, http, cache, server, port }
-}
+closeServersAfterEach()
 
 /** The Cache-Status member's params: { hit: true, ttl: '5', fwd: 'miss', ... }. */
 function status(res: Response): Record<string, string | true> {
