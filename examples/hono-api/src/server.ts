@@ -20,8 +20,8 @@ function makeCache(): Cache {
 
 const cache = makeCache()
 const port = Number(process.env.PORT ?? 3000)
-const server = serve({ fetch: createApp(cache).fetch, port }, (info) => {
-  console.log(`hono-api on http://localhost:${info.port} (${process.env.REDIS_URL ? 'memory + redis' : 'memory'})`)
+const server = serve({ fetch: createApp(cache).fetch, port, hostname: process.env.HOST ?? '127.0.0.1' }, (info) => {
+  console.log(`hono-api on http://127.0.0.1:${info.port} (${process.env.REDIS_URL ? 'memory + redis' : 'memory'})`)
 })
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -19,8 +19,8 @@ function makeCache(): Cache {
 
 const cache = makeCache()
 const port = Number(process.env.PORT ?? 3000)
-const server = createServer(cache).listen(port, () => {
-  console.log(`trpc-api on http://localhost:${port}/trpc (${process.env.REDIS_URL ? 'memory + redis' : 'memory'})`)
+const server = createServer(cache).listen(port, process.env.HOST ?? '127.0.0.1', () => {
+  console.log(`trpc-api on http://127.0.0.1:${port}/trpc (${process.env.REDIS_URL ? 'memory + redis' : 'memory'})`)
 })
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
