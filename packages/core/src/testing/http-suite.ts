@@ -315,11 +315,13 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
     if (name === 'streaming' && !caps.streaming) return
     describe(name, body)
   }
-  /** A test of the HTTP wire (headers, statuses): skipped for data-level adapters. */
-  const httpIt = it.skipIf(!caps.http)
-  const backgroundIt = it.skipIf(!caps.backgroundRevalidation)
-  const foregroundIt = it.skipIf(caps.backgroundRevalidation)
-  const httpBackgroundIt = it.skipIf(!caps.http || !caps.backgroundRevalidation)
+  /** Registers a test only where it applies: a test an adapter cannot pass by design is left out, not skipped. */
+  const itWhen = (applies: boolean) => (applies ? it : (_name: string, _test: () => Promise<void>, _ms?: number) => {})
+  /** A test of the HTTP wire (headers, statuses): not for data-level adapters. */
+  const httpIt = itWhen(caps.http)
+  const backgroundIt = itWhen(caps.backgroundRevalidation)
+  const foregroundIt = itWhen(!caps.backgroundRevalidation)
+  const httpBackgroundIt = itWhen(caps.http && caps.backgroundRevalidation)
 
   describe(`httpAdapterSuite: ${harness.name}`, () => {
     afterEach(async () => {
