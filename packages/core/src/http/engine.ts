@@ -149,7 +149,8 @@ class Engine<R> implements HttpCache<R> {
   /**
    * Hit-for-pass: URLs whose last response could not be stored, with until when that is remembered. Their requests
    * go straight to the handler, with no lookup and no coalescing (waiters would only queue behind a response they
-   * may not share). A response that turns storable is stored at once and ends the pass.
+   * may not share). Their answers are still judged, and one that turns storable is stored at once and ends the
+   * pass; after `PASS_FAST_AFTER` in a row, not even that until the pass expires (`HttpExchange.pass`).
    */
   private readonly passes = new Map<string, Pass>()
 
