@@ -169,12 +169,21 @@ export class Redlock {
       const granted = outcomes.filter((n) => n.outcome === 'granted').map((n) => n.node)
       const drift = ttlMs * o.driftFactor + 2
       if (granted.length >= this.quorum && ttlMs - (performance.now() - start) - drift > 0) {
+        // The token is above every counter any answering node has seen: those that granted counted one up, those
+        // that refused report theirs (+1). A restarted node that lost its counters is outvoted that way, as long as
+        // one node of the last holder's quorum answers (a minority of nodes down or restarted).
         let token = 0
-        for (const i of granted) token = Math.max(token, Number((replies[i] as { value: number[] }).value[1]))
-        // Raise the counters of a quorum to the token before handing it out: any later quorum overlaps this one,
-        // so its token counts from above.
+        const answered: number[] = []
+        replies.forEach((reply, i) => {
+          if (!reply.ok) return
+          answered.push(i)
+          const [grantedHere, seen] = reply.value as number[]
+          token = Math.max(token, Number(seen) + (grantedHere === 1 ? 0 : 1))
+        })
+        // Raise the counters of every answering node (a quorum at least) to the token before handing it out: any
+        // later quorum overlaps this one, so its token counts from above.
         const raised = await Promise.all(
-          granted.map((i) => run(this.nodes[i]!, RAISE, this.keys(this.nodes[i]!, list).fences, [token], nodeTimeout)),
+          answered.map((i) => run(this.nodes[i]!, RAISE, this.keys(this.nodes[i]!, list).fences, [token], nodeTimeout)),
         )
         const validUntil = start + ttlMs - drift
         if (raised.filter((r) => r.ok).length >= this.quorum && validUntil > performance.now()) {

@@ -3,12 +3,20 @@
 
 /**
  * Acquire, all or nothing on this node. KEYS: n lock keys, then their n fencing counters. ARGV: value, ttl ms.
- * Returns {1, token} when granted (token = the highest of the counters after their INCR), {0, 0} when any key is held.
+ * Returns {1, c} when granted (c = the highest counter after its INCR), {0, c} when a key is held (c = the highest
+ * counter as it is: a node that refuses still tells what it has seen, see redlock.ts).
  */
 export const ACQUIRE = `
 local n = #KEYS / 2
 for i = 1, n do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {0, 0} end
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local seen = 0
+    for j = 1, n do
+      local c = tonumber(redis.call('GET', KEYS[n + j]) or '0')
+      if c > seen then seen = c end
+    end
+    return {0, seen}
+  end
 end
 local token = 0
 for i = 1, n do
