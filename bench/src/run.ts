@@ -12,6 +12,8 @@ import { gcExposed, harnessOptions } from './harness.js'
 import { p1, p2, p3, p4, p5 } from './http/benches.js'
 import { httpOptions } from './http/load.js'
 import { k1 } from './k1.js'
+import { l1 } from './l1.js'
+import { l2 } from './l2.js'
 import { m1 } from './m1.js'
 import { m2 } from './m2.js'
 import { memory } from './memory.js'
@@ -41,6 +43,8 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   S2: () => s2(),
   BUS: () => bus(),
   K1: () => k1(opts),
+  L1: () => l1(opts),
+  L2: () => l2(opts),
   CODEC: () => codec(opts),
   P1: () => p1(http),
   P2: () => p2(http),

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Duration, parseDuration } from '@cache/core'
+
 import type { Cluster, Redis } from 'ioredis'
 import { ACQUIRE, EXTEND, RAISE, RELEASE, SET_IF_FRESHER } from './scripts.js'
 
@@ -84,28 +85,47 @@ type Reply = { ok: true; value: unknown } | { ok: false; outcome: 'timeout' | 'e
 const sha = (script: string) => createHash('sha1').update(script).digest('hex')
 const SHAS = new Map([ACQUIRE, RAISE, RELEASE, EXTEND, SET_IF_FRESHER].map((s) => [s, sha(s)]))
 
-/** Runs a script by its SHA, loading it on a NOSCRIPT; never rejects, and gives up after `ms`. */
-function run(node: Node, script: string, keys: readonly string[], args: readonly (string | number)[], ms: number) {
+/** Runs a script by its SHA, loading it on a NOSCRIPT; never rejects. */
+function run(node: Node, script: string, keys: readonly string[], args: readonly (string | number)[]) {
   return new Promise<Reply>((resolve) => {
-    const timer = setTimeout(() => resolve({ ok: false, outcome: 'timeout' }), ms)
-    const done = (reply: Reply) => {
-      clearTimeout(timer)
-      resolve(reply)
-    }
     const client = node.client
     client.evalsha(SHAS.get(script)!, keys.length, ...keys, ...args).then(
-      (value) => done({ ok: true, value }),
+      (value) => resolve({ ok: true, value }),
       (err: Error) => {
-        if (!String(err?.message).startsWith('NOSCRIPT'))
-          return done({ ok: false, outcome: 'error', error: err?.message })
+        if (!String(err?.message).startsWith('NOSCRIPT')) {
+          return resolve({ ok: false, outcome: 'error', error: err?.message })
+        }
         client.eval(script, keys.length, ...keys, ...args).then(
-          (value) => done({ ok: true, value }),
-          (e: Error) => done({ ok: false, outcome: 'error', error: e?.message }),
+          (value) => resolve({ ok: true, value }),
+          (e: Error) => resolve({ ok: false, outcome: 'error', error: e?.message }),
         )
       },
     )
   })
 }
+
+/** Runs one call per node at once; a node that has not answered after `ms` counts as 'timeout'. One timer for all. */
+function runAll(nodes: readonly Node[], call: (node: Node) => Promise<Reply>, ms: number): Promise<Reply[]> {
+  return new Promise((resolve) => {
+    const replies: (Reply | undefined)[] = new Array(nodes.length)
+    let left = nodes.length
+    const finish = () => {
+      clearTimeout(timer)
+      resolve(Array.from(replies, (r) => r ?? TIMEOUT))
+    }
+    const timer = setTimeout(finish, ms)
+    nodes.forEach((node, i) => {
+      call(node).then((reply) => {
+        replies[i] = reply
+        if (--left === 0) finish()
+      })
+    })
+  })
+}
+
+const TIMEOUT: Reply = { ok: false, outcome: 'timeout' }
+/** `lock.signal.reason` once the holder released the lock. */
+const RELEASED = new LockError('E_LOCK_LOST', 'the lock was released by its holder')
 
 /**
  * Redlock (the algorithm of the Redis docs) over N independent Redis masters, with fencing tokens.
@@ -134,6 +154,9 @@ export class Redlock {
         throw new LockError('E_INVALID_OPTION', `clients[${i}] is not an ioredis client`)
       }
     })
+    if (new Set(clients).size !== clients.length) {
+      throw new LockError('E_INVALID_OPTION', 'the same client is given twice: each node must be its own Redis master')
+    }
     this.nodes = clients.map((client, index) => ({ index, client, cluster: (client as Redis).isCluster === true }))
     this.quorum = Math.floor(clients.length / 2) + 1
     this.o = resolve(options)
@@ -145,7 +168,7 @@ export class Redlock {
    */
   async acquire(resources: string | readonly string[], ttl: Duration, options: AcquireOptions = {}): Promise<Lock> {
     const list = resourceList(resources)
-    const ttlMs = positive(parseDuration(ttl, 'ttl'), 'ttl')
+    const ttlMs = positive(ms(ttl, 'ttl'), 'ttl')
     const o = this.o
     const nodeTimeout = o.nodeTimeout ?? Math.min(500, Math.max(5, ttlMs / 20))
     const signal = options.signal
@@ -156,11 +179,13 @@ export class Redlock {
       signal?.throwIfAborted()
       attempts++
       const start = performance.now()
-      const replies = await Promise.all(
-        this.nodes.map((node) => {
+      const replies = await runAll(
+        this.nodes,
+        (node) => {
           const keys = this.keys(node, list)
-          return run(node, ACQUIRE, [...keys.locks, ...keys.fences], [value, ttlMs], nodeTimeout)
-        }),
+          return run(node, ACQUIRE, [...keys.locks, ...keys.fences], [value, ttlMs])
+        },
+        nodeTimeout,
       )
       const outcomes: NodeOutcome[] = replies.map((reply, node) => {
         if (!reply.ok) return { node, outcome: reply.outcome, error: reply.error }
@@ -173,25 +198,39 @@ export class Redlock {
         // that refused report theirs (+1). A restarted node that lost its counters is outvoted that way, as long as
         // one node of the last holder's quorum answers (a minority of nodes down or restarted).
         let token = 0
-        const answered: number[] = []
-        replies.forEach((reply, i) => {
-          if (!reply.ok) return
-          answered.push(i)
+        for (const reply of replies) {
+          if (!reply.ok) continue
           const [grantedHere, seen] = reply.value as number[]
           token = Math.max(token, Number(seen) + (grantedHere === 1 ? 0 : 1))
+        }
+        // Before handing the token out, a quorum must have every counter of these resources at the token or above:
+        // any later quorum overlaps this one, so its token counts from above. Nodes that granted with all their
+        // counters there already need nothing (the usual, uncontended case: no extra round trip).
+        let atToken = 0
+        const behind: Node[] = []
+        replies.forEach((reply, i) => {
+          if (!reply.ok) return
+          const [grantedHere, , low] = reply.value as number[]
+          if (grantedHere === 1 && Number(low) >= token) atToken++
+          else behind.push(this.nodes[i]!)
         })
-        // Raise the counters of every answering node (a quorum at least) to the token before handing it out: any
-        // later quorum overlaps this one, so its token counts from above.
-        const raised = await Promise.all(
-          answered.map((i) => run(this.nodes[i]!, RAISE, this.keys(this.nodes[i]!, list).fences, [token], nodeTimeout)),
-        )
+        const raise = (node: Node) => run(node, RAISE, this.keys(node, list).fences, [token])
+        let confirmed = atToken
+        if (atToken >= this.quorum) {
+          // Raised anyway, in the background, so lagging nodes catch up; never waited for, never rejects.
+          for (const node of behind) void raise(node)
+        } else if (behind.length > 0) {
+          const raised = await runAll(behind, raise, nodeTimeout)
+          confirmed += raised.filter((r) => r.ok).length
+        }
         const validUntil = start + ttlMs - drift
-        if (raised.filter((r) => r.ok).length >= this.quorum && validUntil > performance.now()) {
+        if (confirmed >= this.quorum && validUntil > performance.now() && signal?.aborted !== true) {
           return new Lock(this, list, value, token, ttlMs, validUntil)
         }
       }
       // Not held: free whatever was granted, on every node at once (a node that timed out may still have set it).
       await this.releaseValue(list, value, nodeTimeout)
+      signal?.throwIfAborted()
       const wait = o.retryDelay + (Math.random() * 2 - 1) * o.retryJitter
       if (attempts > o.retryCount || performance.now() + wait > giveUp) {
         const summary = outcomes.map((n) => `${n.node}: ${n.outcome}${n.error ? ` (${n.error})` : ''}`).join(', ')
@@ -241,22 +280,26 @@ export class Redlock {
   /** @internal */
   keys(node: Node, resources: readonly string[]): { locks: string[]; fences: string[] } {
     // On a Cluster every key of this library shares one hash tag: a multi-resource script never meets CROSSSLOT.
-    const p = node.cluster ? `{${this.o.keyPrefix}}` : this.o.keyPrefix
+    const p = node.cluster ? `${this.o.keyPrefix}{redlock}` : this.o.keyPrefix
     return { locks: resources.map((r) => `${p}r:${r}`), fences: resources.map((r) => `${p}f:${r}`) }
   }
 
   /** @internal Deletes the keys holding `value` on every node; resolves with how many nodes freed something. */
   async releaseValue(resources: readonly string[], value: string, timeout: number): Promise<number> {
-    const replies = await Promise.all(
-      this.nodes.map((node) => run(node, RELEASE, this.keys(node, resources).locks, [value], timeout)),
+    const replies = await runAll(
+      this.nodes,
+      (node) => run(node, RELEASE, this.keys(node, resources).locks, [value]),
+      timeout,
     )
     return replies.filter((r) => r.ok && Number(r.value) > 0).length
   }
 
   /** @internal Extends on every node; resolves with the per-node outcomes. */
   async extendValue(resources: readonly string[], value: string, ttlMs: number, timeout: number) {
-    const replies = await Promise.all(
-      this.nodes.map((node) => run(node, EXTEND, this.keys(node, resources).locks, [value, ttlMs], timeout)),
+    const replies = await runAll(
+      this.nodes,
+      (node) => run(node, EXTEND, this.keys(node, resources).locks, [value, ttlMs]),
+      timeout,
     )
     return replies.map(
       (reply, node): NodeOutcome =>
@@ -304,8 +347,32 @@ export class Lock {
     this.fencingToken = fencingToken
     this.signal = this.controller.signal
     this.validUntil = validUntil
+    // A process that was paused (GC, SIGSTOP, a saturated event loop) runs overdue timers in the order they were due,
+    // so the abort timer may come after code that reads the signal. Reading it checks the clock first.
+    const signal = this.signal
+    Object.defineProperties(signal, {
+      aborted: {
+        get: () => {
+          this.checkClock()
+          return isAborted(signal)
+        },
+      },
+      reason: {
+        get: () => {
+          this.checkClock()
+          return REASON.call(signal)
+        },
+      },
+      throwIfAborted: {
+        value: () => {
+          this.checkClock()
+          AbortSignal.prototype.throwIfAborted.call(signal)
+        },
+      },
+    })
     const o = redlock.options
-    this.margin = o.abortMargin ?? Math.max(5, ttlMs / 10)
+    // At most half the ttl: a larger margin would abort a lock that was just extended.
+    this.margin = Math.min(o.abortMargin ?? Math.max(5, ttlMs / 10), ttlMs / 2)
     this.nodeTimeout = o.nodeTimeout ?? Math.min(500, Math.max(5, ttlMs / 20))
     this.armAbort()
   }
@@ -320,7 +387,7 @@ export class Lock {
    * with `E_LOCK_EXTEND_FAILED` and aborts `signal` (the lock may already be gone).
    */
   async extend(ttl?: Duration): Promise<void> {
-    const ttlMs = ttl === undefined ? this.ttlMs : positive(parseDuration(ttl, 'ttl'), 'ttl')
+    const ttlMs = ttl === undefined ? this.ttlMs : positive(ms(ttl, 'ttl'), 'ttl')
     const o = this.redlock.options
     if (this.released) throw new LockError('E_LOCK_LOST', `the lock on ${this.resources.join(', ')} was released`)
     if (this.extensions >= o.maxExtensions) {
@@ -351,8 +418,9 @@ export class Lock {
     this.released = true
     clearTimeout(this.abortTimer)
     clearTimeout(this.extendTimer)
-    if (!this.controller.signal.aborted) {
-      this.controller.abort(new LockError('E_LOCK_LOST', `the lock on ${this.resources.join(', ')} was released`))
+    if (!isAborted(this.controller.signal)) {
+      // One shared reason: building an error (and its stack) on every release costs more than the release itself.
+      this.controller.abort(RELEASED)
     }
     await this.redlock.releaseValue(this.resources, this.value, this.nodeTimeout)
   }
@@ -365,7 +433,8 @@ export class Lock {
   autoExtend(): void {
     const schedule = () => {
       if (this.released) return
-      const due = this.validUntil - this.ttlMs / 2 - performance.now()
+      // Halfway to the moment the signal would abort: early enough to retry nothing, late enough to be cheap.
+      const due = (this.validUntil - this.margin - performance.now()) / 2
       this.extendTimer = setTimeout(
         () => {
           this.extend().then(schedule, () => {
@@ -377,6 +446,12 @@ export class Lock {
       this.extendTimer.unref?.()
     }
     schedule()
+  }
+
+  private checkClock(): void {
+    if (!this.released && performance.now() >= this.validUntil - this.margin && !isAborted(this.controller.signal)) {
+      this.lose('E_LOCK_LOST', `the validity of ${this.resources.join(', ')} ends in ${this.margin} ms or less`)
+    }
   }
 
   private armAbort(): void {
@@ -397,7 +472,7 @@ export class Lock {
   private lose(code: LockErrorCode, message: string, nodes?: NodeOutcome[]): LockError {
     const error = new LockError(code, message, { nodes })
     clearTimeout(this.abortTimer)
-    if (!this.controller.signal.aborted) this.controller.abort(error)
+    if (!isAborted(this.controller.signal)) this.controller.abort(error)
     return error
   }
 }
@@ -417,6 +492,11 @@ export async function setIfFresher(client: RedlockClient, key: string, value: st
   return Number(reply) === 1
 }
 
+const ABORTED = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')!.get!
+const REASON = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'reason')!.get!
+/** The signal's own state, past the clock check a lock's signal does when read. */
+const isAborted = (signal: AbortSignal): boolean => ABORTED.call(signal) as boolean
+
 function resourceList(resources: string | readonly string[]): string[] {
   const list = typeof resources === 'string' ? [resources] : Array.isArray(resources) ? [...resources] : undefined
   if (list === undefined || list.length === 0 || list.some((r) => typeof r !== 'string' || r === '')) {
@@ -428,6 +508,21 @@ function resourceList(resources: string | readonly string[]): string[] {
   // Sorted and unique: the same set always makes the same keys.
   return [...new Set(list)].sort()
 }
+
+/** A duration in whole ms, refused as E_INVALID_OPTION when it cannot be one (timers and PX need integers). */
+function ms(input: Duration, name: string): number {
+  let value: number
+  try {
+    value = parseDuration(input, name)
+  } catch (err) {
+    throw new LockError('E_INVALID_OPTION', (err as Error).message.replace(/^\[@cache\/core\] /, ''))
+  }
+  if (value > MAX_MS) throw new LockError('E_INVALID_OPTION', `${name} must be at most ${MAX_MS} ms (~24.8 days)`)
+  return Math.round(value)
+}
+
+/** The longest a Node timer can wait. */
+const MAX_MS = 2_147_483_647
 
 function positive(ms: number, name: string): number {
   if (!(ms > 0)) throw new LockError('E_INVALID_OPTION', `${name} must be more than 0 ms (got ${ms})`)
@@ -450,11 +545,11 @@ function resolve(options: RedlockOptions): Resolved {
     throw new LockError('E_INVALID_OPTION', `maxExtensions must be a whole number >= 0 or Infinity (got ${max})`)
   }
   const optional = (d: Duration | undefined, name: string) =>
-    d === undefined ? undefined : positive(parseDuration(d, name), name)
+    d === undefined ? undefined : positive(ms(d, name), name)
   return {
     retryCount: count,
-    retryDelay: parseDuration(options.retryDelay ?? '200ms', 'retryDelay'),
-    retryJitter: parseDuration(options.retryJitter ?? '100ms', 'retryJitter'),
+    retryDelay: ms(options.retryDelay ?? '200ms', 'retryDelay'),
+    retryJitter: ms(options.retryJitter ?? '100ms', 'retryJitter'),
     driftFactor: drift,
     nodeTimeout: optional(options.nodeTimeout, 'nodeTimeout'),
     acquireTimeout: optional(options.acquireTimeout, 'acquireTimeout'),

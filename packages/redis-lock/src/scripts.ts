@@ -3,8 +3,8 @@
 
 /**
  * Acquire, all or nothing on this node. KEYS: n lock keys, then their n fencing counters. ARGV: value, ttl ms.
- * Returns {1, c} when granted (c = the highest counter after its INCR), {0, c} when a key is held (c = the highest
- * counter as it is: a node that refuses still tells what it has seen, see redlock.ts).
+ * Returns {1, c, low} when granted (c = the highest counter after its INCR, low = the lowest), {0, c} when a key is
+ * held (c = the highest counter as it is: a node that refuses still tells what it has seen, see redlock.ts).
  */
 export const ACQUIRE = `
 local n = #KEYS / 2
@@ -19,12 +19,14 @@ for i = 1, n do
   end
 end
 local token = 0
+local low = -1
 for i = 1, n do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
   local c = redis.call('INCR', KEYS[n + i])
   if c > token then token = c end
+  if low < 0 or c < low then low = c end
 end
-return {1, token}
+return {1, token, low}
 `
 
 /**
