@@ -1,11 +1,3 @@
-import { defineConfig } from 'tsup'
+import { packageConfig } from '../../tsup.package.js'
 
-export default defineConfig({
-  entry: { index: 'src/index.ts' },
-  format: ['esm', 'cjs'],
-  dts: true,
-  sourcemap: true,
-  target: 'node20',
-  // The framework and the core are peer dependencies: never bundled.
-  external: ['express', '@cache/core'],
-})
+export default packageConfig(['express', '@cache/core'])
