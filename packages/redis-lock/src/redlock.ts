@@ -322,9 +322,10 @@ export class Lock {
   readonly value: string
   /** Strictly increasing per resource across all holders: pass it to what you write, and let that reject older ones. */
   readonly fencingToken: number
-  /** Aborts before the validity ends when no extension was confirmed (reason: a `LockError`), and on release. */
-  readonly signal: AbortSignal
-  private readonly controller = new AbortController()
+  /** Made on first read of `signal` (a holder that never looks at it pays for no controller and no timer). */
+  private controller: AbortController | undefined
+  /** Why the lock was lost, when that happened before anyone read `signal`. */
+  private lost: LockError | undefined
   private validUntil: number
   private extensions = 0
   private released = false
@@ -345,11 +346,24 @@ export class Lock {
     this.resources = resources
     this.value = value
     this.fencingToken = fencingToken
-    this.signal = this.controller.signal
     this.validUntil = validUntil
-    // A process that was paused (GC, SIGSTOP, a saturated event loop) runs overdue timers in the order they were due,
-    // so the abort timer may come after code that reads the signal. Reading it checks the clock first.
-    const signal = this.signal
+    const o = redlock.options
+    // At most half the ttl: a larger margin would abort a lock that was just extended.
+    this.margin = Math.min(o.abortMargin ?? Math.max(5, ttlMs / 10), ttlMs / 2)
+    this.nodeTimeout = o.nodeTimeout ?? Math.min(500, Math.max(5, ttlMs / 20))
+  }
+
+  /**
+   * Aborts before the validity ends when no extension was confirmed (reason: a `LockError`), and on release. Reading
+   * it (`aborted`, `reason`, `throwIfAborted`) also checks the clock: a process that was paused (GC, SIGSTOP, a
+   * saturated event loop) runs overdue timers in the order they were due, so the abort timer may come after code
+   * that reads the signal.
+   */
+  get signal(): AbortSignal {
+    if (this.controller !== undefined) return this.controller.signal
+    const controller = new AbortController()
+    this.controller = controller
+    const signal = controller.signal
     Object.defineProperties(signal, {
       aborted: {
         get: () => {
@@ -370,11 +384,10 @@ export class Lock {
         },
       },
     })
-    const o = redlock.options
-    // At most half the ttl: a larger margin would abort a lock that was just extended.
-    this.margin = Math.min(o.abortMargin ?? Math.max(5, ttlMs / 10), ttlMs / 2)
-    this.nodeTimeout = o.nodeTimeout ?? Math.min(500, Math.max(5, ttlMs / 20))
-    this.armAbort()
+    if (this.lost !== undefined) controller.abort(this.lost)
+    else if (this.released) controller.abort(RELEASED)
+    else this.armAbort()
+    return signal
   }
 
   /** When the lock's validity ends, in ms since the epoch (measured on a monotonic clock, then converted). */
@@ -418,10 +431,8 @@ export class Lock {
     this.released = true
     clearTimeout(this.abortTimer)
     clearTimeout(this.extendTimer)
-    if (!isAborted(this.controller.signal)) {
-      // One shared reason: building an error (and its stack) on every release costs more than the release itself.
-      this.controller.abort(RELEASED)
-    }
+    // One shared reason: building an error (and its stack) on every release costs more than the release itself.
+    if (this.controller !== undefined && !isAborted(this.controller.signal)) this.controller.abort(RELEASED)
     await this.redlock.releaseValue(this.resources, this.value, this.nodeTimeout)
   }
 
@@ -449,13 +460,16 @@ export class Lock {
   }
 
   private checkClock(): void {
-    if (!this.released && performance.now() >= this.validUntil - this.margin && !isAborted(this.controller.signal)) {
+    if (this.released || this.lost !== undefined) return
+    if (performance.now() >= this.validUntil - this.margin) {
       this.lose('E_LOCK_LOST', `the validity of ${this.resources.join(', ')} ends in ${this.margin} ms or less`)
     }
   }
 
   private armAbort(): void {
     clearTimeout(this.abortTimer)
+    // Nobody holds the signal yet: its getter checks the clock (and arms this) when it is first read.
+    if (this.controller === undefined) return
     const due = this.validUntil - this.margin - performance.now()
     this.abortTimer = setTimeout(
       () => {
@@ -472,7 +486,8 @@ export class Lock {
   private lose(code: LockErrorCode, message: string, nodes?: NodeOutcome[]): LockError {
     const error = new LockError(code, message, { nodes })
     clearTimeout(this.abortTimer)
-    if (!isAborted(this.controller.signal)) this.controller.abort(error)
+    this.lost ??= error
+    if (this.controller !== undefined && !isAborted(this.controller.signal)) this.controller.abort(error)
     return error
   }
 }
