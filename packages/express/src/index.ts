@@ -4,7 +4,7 @@
  * this file only hands express's request and response (which are Node's) to it.
  */
 import { type Cache, CacheError } from '@cache/core'
-import { createHttpCache, type HttpCacheOptions, isDetached, nodeExchange } from '@cache/core/http'
+import { createHttpCache, forwardDetached, type HttpCacheOptions, isDetached, nodeExchange } from '@cache/core/http'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 
 /**
@@ -58,7 +58,7 @@ export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}):
   return function cacheResponseMiddleware(req: Request, res: Response, next: NextFunction): void {
     // A background revalidation made by the engine itself: it wants the handler's answer, not the cache's.
     if (isDetached(req)) {
-      next()
+      forwardDetached(res, next)
       return
     }
     let ran = false

@@ -41,7 +41,15 @@ export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}):
   return async function cacheResponse(c, next) {
     const incoming = (c.env as { incoming?: { socket?: { server?: unknown } } } | undefined)?.incoming
     // A copy made by runDetached to refresh a stale entry: it must reach the handler and come back untouched.
-    if (isDetached(incoming)) return void (await next())
+    if (isDetached(incoming)) {
+      // What earlier middleware set belongs to this copy, not to the answer the refresh stores.
+      const outer = new Headers(c.res.headers)
+      await next()
+      const res = c.res
+      const own = withoutOuter(headersOf(res.headers), outer)
+      replace(c, new Response(res.body, { status: res.status, statusText: res.statusText, headers: toHeaderList(own) }))
+      return
+    }
     // The middleware returns once the client's response is in c.res; storing the body goes on behind.
     let answered!: () => void
     const ready = new Promise<void>((resolve) => {
@@ -106,6 +114,9 @@ function exchange(
       let body = read ? (read.rest ?? null) : undefined
       if (decision.action === 'discard') {
         await (body === undefined ? res.body : body)?.cancel().catch(() => {})
+        // Back to what earlier middleware had set: nothing of the failed answer (onError's headers) may reach the
+        // stale copy that replaces it.
+        replace(c, new Response(null, { headers: outer }))
         return undefined
       }
       const { capture } = decision
@@ -143,8 +154,14 @@ function exchange(
     },
     // A URL the engine knows is uncacheable: on to the handler with the engine's headers, nothing watched.
     pass(headers) {
-      for (const [name, value] of headers) c.header(name, value)
-      passing.run = next()
+      // Set on the handler's answer once it exists: a plain Response the handler returns drops c.header()'s.
+      passing.run = next().then(() => {
+        const res = c.res
+        if (trySet(res.headers, headers)) return
+        const out = new Headers(res.headers)
+        for (const [name, value] of headers) out.set(name, value)
+        replace(c, new Response(res.body, { status: res.status, statusText: res.statusText, headers: out }))
+      })
       passing.run.then(answered, answered)
     },
     detached: server === undefined ? undefined : (req: HttpRequest) => runDetached(server as never, req),
@@ -199,6 +216,16 @@ function trySet(headers: Headers, extra: readonly (readonly [string, string])[])
   } catch {
     return false
   }
+}
+
+/** A header record (set-cookie as a list) as a Headers init that keeps every cookie. */
+function toHeaderList(record: Record<string, string | string[]>): [string, string][] {
+  const out: [string, string][] = []
+  for (const [name, value] of Object.entries(record)) {
+    if (Array.isArray(value)) for (const one of value) out.push([name, one])
+    else out.push([name, value])
+  }
+  return out
 }
 
 function headersOf(headers: Headers): Record<string, string | string[]> {

@@ -61,8 +61,24 @@ const marker = 'middlewareMarker' as Result['marker']
 
 /** The key of one output; exported for tools that want to read or write entries themselves. */
 export function trpcCacheKey(path: string, input: unknown, scope?: string, keyPrefix = 'trpc:'): string {
-  const base = `${keyPrefix}${escapeKeyPart(path)}:${stableHash(input)}`
+  const base = `${keyPrefix}${escapeKeyPart(path)}:${stableHash(exact(input))}`
   return scope === undefined ? base : `${base}:${escapeKeyPart(scope)}`
+}
+
+/**
+ * The input with what `stableHash` would fold together made distinct, as tRPC's transformers keep it apart: -0 from 0,
+ * and a property set to undefined from a missing one. Plain objects and arrays are copied; anything else is kept.
+ */
+function exact(value: unknown): unknown {
+  if (Object.is(value, -0)) return { '\u0000-0': true }
+  if (Array.isArray(value)) return value.map(exact)
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {}
+    for (const [name, item] of Object.entries(value))
+      out[name] = item === undefined ? { '\u0000undefined': true } : exact(item)
+    return out
+  }
+  return value
 }
 
 function pathTag(prefix: string, path: string, scope?: string): string {

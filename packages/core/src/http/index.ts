@@ -4,7 +4,7 @@
  * translate their framework's request and response into an `HttpExchange`.
  */
 export { createHttpCache, type HttpCache } from './engine.js'
-export { isDetached, nodeExchange, runDetached } from './node.js'
+export { forwardDetached, isDetached, nodeExchange, runDetached } from './node.js'
 export type {
   ForwardDecision,
   HeaderValue,

@@ -1,4 +1,4 @@
-import { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { IncomingMessage, Server, ServerResponse, STATUS_CODES } from 'node:http'
 import { Socket } from 'node:net'
 import type { ForwardDecision, HttpExchange, HttpHeaders, HttpRequest, HttpResponse } from './types.js'
 
@@ -51,6 +51,8 @@ export function nodeExchange<R>(
     source,
     forward: (head) => forward(res, run, head),
     send: (response) => {
+      // A reason phrase of our own: the handler's (express's error handler sets one) must not survive a discard.
+      res.statusMessage = STATUS_CODES[response.status] ?? ''
       original.writeHead.call(res, response.status, response.headers as Record<string, string | string[]>)
       // Node drops the body of HEAD, 204 and 304 answers by itself; the engine sends none for them anyway.
       if (req.method === 'HEAD' || response.body.byteLength === 0) original.end.call(res)
@@ -78,8 +80,10 @@ function forward(
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse
     const write = res.write as (...args: unknown[]) => boolean
     const end = res.end as (...args: unknown[]) => ServerResponse
-    // What earlier middleware set (CORS, X-Powered-By): restored when the handler's answer is discarded.
-    const before = res.getHeaderNames()
+    // What earlier middleware set (CORS, a request id, a session cookie): it belongs to this request, not to the
+    // handler's answer, so the engine never sees (nor stores) it unchanged, and a discarded answer falls back to it.
+    const outer = res.getHeaders()
+    const before = Object.keys(outer)
     let discard = false
     let decided = false
     let hold: Promise<void> | undefined
@@ -100,11 +104,13 @@ function forward(
       if (extra !== undefined && extra !== null) {
         for (const [name, value] of headerPairs(extra)) headers[name.toLowerCase()] = value
       }
+      for (const name of before) if (sameValue(headers[name], outer[name])) delete headers[name]
       const decision = head(status, headers)
       if (decision.action === 'discard') {
         discard = true
         // Undo what the handler set; the engine answers with a stored copy through send().
         for (const name of res.getHeaderNames()) if (!before.includes(name)) res.removeHeader(name)
+        for (const [name, value] of Object.entries(outer)) if (value !== undefined) res.setHeader(name, value)
         return
       }
       for (const [name, value] of decision.headers) res.setHeader(name, value)
@@ -179,6 +185,27 @@ function forward(
       reject(err)
     }
   })
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i])
+  return a === b
+}
+
+/** What earlier middleware had set on a detached request's response, kept out of what `runDetached` collects. */
+const OUTER = Symbol('@cache/core/http.outer')
+
+/**
+ * For a request made by `runDetached` (see `isDetached`): runs the handler, leaving out of the collected response
+ * what earlier middleware had set on `res` (a request id, a session cookie): the refresh stores the handler's answer,
+ * not another request's headers.
+ *
+ * @example
+ * if (isDetached(req)) return forwardDetached(res, next)
+ */
+export function forwardDetached(res: ServerResponse, run: () => void): void {
+  ;(res as unknown as Record<symbol, unknown>)[OUTER] = res.getHeaders()
+  run()
 }
 
 function headerPairs(extra: unknown): [string, string | number | readonly string[]][] {
@@ -268,8 +295,10 @@ export function runDetached(server: Server, request: HttpRequest): Promise<HttpR
       clearTimeout(timer)
       ;(this as unknown as { finished: boolean }).finished = true
       const out: Record<string, string | string[]> = {}
+      const outer = (this as unknown as Record<symbol, Record<string, unknown> | undefined>)[OUTER]
       for (const [name, value] of Object.entries(this.getHeaders())) {
-        if (value !== undefined) out[name] = Array.isArray(value) ? value : String(value)
+        if (value === undefined || (outer !== undefined && sameValue(value, outer[name]))) continue
+        out[name] = Array.isArray(value) ? value : String(value)
       }
       resolve({ status: this.statusCode, headers: out, body: Buffer.concat(chunks) })
       this.emit('prefinish')
