@@ -3,39 +3,23 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type Cache, createCache, isCacheError } from '@cache/core'
+import { type Cache, isCacheError } from '@cache/core'
 import type { NextFunction, Request, Response } from 'express'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type Express, listen, loadExpress } from './fixtures/harness.js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadExpress } from './fixtures/harness.js'
 import { cacheStatus, call, outcome } from './fixtures/http.js'
+import { closeAfterEach, newCache, serve } from './fixtures/servers.js'
 import { cacheResponse } from './index.js'
 
-const servers: { close(): Promise<void> }[] = []
-const caches: Cache[] = []
 let dir: string
+closeAfterEach()
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cache-express-'))
 })
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()))
-  await Promise.all(caches.splice(0).map((c) => c.close()))
-})
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
-
-function newCache(): Cache {
-  const cache = createCache()
-  caches.push(cache)
-  return cache
-}
-
-async function serve(app: ReturnType<Express>): Promise<string> {
-  const server = await listen(app)
-  servers.push(server)
-  return server.url
-}
 
 describe.each([
   ['express 5', loadExpress('express')],

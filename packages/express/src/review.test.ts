@@ -1,31 +1,14 @@
 // Adversarial review of the express adapter: what earlier middleware sets, error handlers over a stale copy, aborted
 // streams, the hit-for-pass fast path, HEAD, sub-apps. Real servers on loopback, real requests.
 import { request as httpRequest } from 'node:http'
-import { type Cache, createCache } from '@cache/core'
 import type { NextFunction, Request, Response } from 'express'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type Express, listen, loadExpress } from './fixtures/harness.js'
+import { describe, expect, it } from 'vitest'
+import { loadExpress } from './fixtures/harness.js'
 import { cacheStatus, outcome } from './fixtures/http.js'
+import { closeAfterEach, newCache, serve } from './fixtures/servers.js'
 import { cacheResponse } from './index.js'
 
-const servers: { close(): Promise<void> }[] = []
-const caches: Cache[] = []
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()))
-  await Promise.all(caches.splice(0).map((c) => c.close()))
-})
-
-function newCache(): Cache {
-  const cache = createCache()
-  caches.push(cache)
-  return cache
-}
-
-async function serve(app: ReturnType<Express>): Promise<string> {
-  const server = await listen(app)
-  servers.push(server)
-  return server.url
-}
+closeAfterEach()
 
 interface Raw {
   status: number

@@ -1,16 +1,15 @@
 // hono-specific behaviour of cacheResponse on a real @hono/node-server: c.json, immutable Response headers, and
 // hono's own etag()/compress() middleware on either side of it.
 import { request as httpRequest } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { gunzipSync } from 'node:zlib'
-import { type Cache, createCache, isCacheError } from '@cache/core'
-import { serve } from '@hono/node-server'
+import { isCacheError } from '@cache/core'
 import { Hono } from 'hono'
 import { compress } from 'hono/compress'
 import { setCookie } from 'hono/cookie'
 import { cors } from 'hono/cors'
 import { etag } from 'hono/etag'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { closeAfterEach, listen, newCache } from './fixtures/server.js'
 import { cacheResponse } from './index.js'
 
 interface Raw {
@@ -19,31 +18,7 @@ interface Raw {
   body: Buffer
 }
 
-const closers: (() => Promise<void>)[] = []
-afterEach(async () => {
-  await Promise.all(closers.splice(0).map((close) => close()))
-})
-
-function newCache(): Cache {
-  const cache = createCache()
-  closers.push(() => cache.close())
-  return cache
-}
-
-async function listen(app: Hono): Promise<string> {
-  return new Promise((resolve) => {
-    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => {
-      closers.push(
-        () =>
-          new Promise<void>((done) => {
-            server.close(() => done())
-            if ('closeAllConnections' in server) server.closeAllConnections()
-          }),
-      )
-      resolve(`http://127.0.0.1:${info.port}`)
-    })
-  })
-}
+closeAfterEach()
 
 /** node:http, not fetch: fetch would decode gzip bodies behind our back. */
 function raw(base: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Raw> {

@@ -1,12 +1,10 @@
 // Adversarial review of the hono adapter on a real @hono/node-server: what middleware before it sets (c.header,
 // setCookie), the detached refresh and HEAD fill, the hit-for-pass fast path, streams, onError over a stale copy.
 import { request as httpRequest } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { type Cache, createCache } from '@cache/core'
-import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { setCookie } from 'hono/cookie'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { closeAfterEach, listen, newCache } from './fixtures/server.js'
 import { cacheResponse } from './index.js'
 
 interface Raw {
@@ -15,31 +13,7 @@ interface Raw {
   body: string
 }
 
-const closers: (() => Promise<void>)[] = []
-afterEach(async () => {
-  await Promise.all(closers.splice(0).map((close) => close()))
-})
-
-function newCache(): Cache {
-  const cache = createCache()
-  closers.push(() => cache.close())
-  return cache
-}
-
-async function listen(app: Hono): Promise<string> {
-  return new Promise((resolve) => {
-    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => {
-      closers.push(
-        () =>
-          new Promise<void>((done) => {
-            server.close(() => done())
-            if ('closeAllConnections' in server) server.closeAllConnections()
-          }),
-      )
-      resolve(`http://127.0.0.1:${info.port}`)
-    })
-  })
-}
+closeAfterEach()
 
 function raw(base: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Raw> {
   return new Promise((resolve, reject) => {
