@@ -304,7 +304,6 @@ class Engine<R> implements HttpCache<R> {
   /** A request of a hit-for-pass URL: to the handler; its response is stored if it turned storable. */
   private async passThrough(turn: Turn<R>): Promise<void> {
     const { ex } = turn
-    const o = this.o
     let verdict: Verdict | undefined
     let status = 0
     let headers: HttpHeaders = {}
@@ -315,18 +314,8 @@ class Engine<R> implements HttpCache<R> {
     const body = await ex.forward((s, hs): ForwardDecision => {
       status = s
       headers = lowerCase(hs)
-      verdict = head ? NOT_STORED_VERDICT : this.judge(s, headers, ex.request, turn.shared)
-      const length = Number(first(headers['content-length']) ?? -1)
-      if (verdict.reason === undefined && length > o.maxBody) verdict = { ...verdict, reason: 'size' }
-      const member =
-        verdict.reason === undefined
-          ? `fwd=miss; stored; ttl=${Math.ceil(verdict.freshMs / 1000)}`
-          : `fwd=miss; detail=${verdict.reason}`
-      return {
-        action: 'send',
-        headers: this.statusHeader(member),
-        capture: verdict.reason === undefined ? o.maxBody : 0,
-      }
+      verdict = head ? NOT_STORED_VERDICT : this.judgeSized(s, headers, ex.request, turn.shared)
+      return this.sendDecision(verdict, 'fwd=miss')
     })
     turn.sent = true
     if (verdict === undefined || verdict.reason !== undefined) {
@@ -407,19 +396,8 @@ class Engine<R> implements HttpCache<R> {
             turn.failedStatus = s
             return { action: 'discard' }
           }
-          verdict = this.judge(s, headers, ex.request, turn.shared)
-          const length = Number(first(headers['content-length']) ?? -1)
-          if (verdict.reason === undefined && length > o.maxBody) verdict = { ...verdict, reason: 'size' }
-          const fwd = stale === undefined ? 'fwd=miss' : `fwd=stale; fwd-status=${s}`
-          const member =
-            verdict.reason === undefined
-              ? `${fwd}; stored; ttl=${Math.floor(verdict.freshMs / 1000)}`
-              : `${fwd}; detail=${verdict.reason}`
-          return {
-            action: 'send',
-            headers: this.statusHeader(member),
-            capture: verdict.reason === undefined ? o.maxBody : 0,
-          }
+          verdict = this.judgeSized(s, headers, ex.request, turn.shared)
+          return this.sendDecision(verdict, stale === undefined ? 'fwd=miss' : `fwd=stale; fwd-status=${s}`)
         })
         turn.forwarded = forwarded.then(
           () => {
@@ -477,6 +455,23 @@ class Engine<R> implements HttpCache<R> {
       }
       return stored
     }
+  }
+
+  /** `judge`, and a declared `content-length` over the cap makes it 'size'. */
+  private judgeSized(status: number, headers: HttpHeaders, request: HttpRequest, shared: boolean): Verdict {
+    const verdict = this.judge(status, headers, request, shared)
+    const length = Number(first(headers['content-length']) ?? -1)
+    return verdict.reason === undefined && length > this.o.maxBody ? { ...verdict, reason: 'size' } : verdict
+  }
+
+  /** A forwarded answer goes out with its Cache-Status (`fwd` first); its body is collected only if storable. */
+  private sendDecision(verdict: Verdict, fwd: string): ForwardDecision {
+    const stored = verdict.reason === undefined
+    // Whole seconds, rounded up as on hits: a copy just stored is never announced with ttl=0.
+    const member = stored
+      ? `${fwd}; stored; ttl=${Math.ceil(verdict.freshMs / 1000)}`
+      : `${fwd}; detail=${verdict.reason}`
+    return { action: 'send', headers: this.statusHeader(member), capture: stored ? this.o.maxBody : 0 }
   }
 
   /** Whether a response may be stored, and for how long. `reason` is set when it may not. */
