@@ -121,19 +121,13 @@ function forward(
       }
     }
     const collect = (chunk: unknown, encoding: unknown) => {
-      if (chunks === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return
-      const buf =
-        typeof chunk === 'string'
-          ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
-          : Buffer.from(
-              (chunk as Uint8Array).buffer,
-              (chunk as Uint8Array).byteOffset,
-              (chunk as Uint8Array).byteLength,
-            )
+      if (chunks === undefined) return
+      const buf = copyOf(chunk, encoding)
+      if (buf === undefined) return
       size += buf.byteLength
       // Past the cap the body still goes to the client in full; only the copy is dropped.
       if (size > cap) chunks = undefined
-      else chunks.push(typeof chunk === 'string' ? buf : Buffer.from(buf))
+      else chunks.push(buf)
     }
 
     res.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
@@ -185,6 +179,15 @@ function forward(
       reject(err)
     }
   })
+}
+
+/** A copy of what a `write`/`end` was given (the caller may reuse its buffer), or undefined for no data. */
+function copyOf(chunk: unknown, encoding: unknown): Buffer | undefined {
+  if (chunk === undefined || chunk === null || typeof chunk === 'function') return undefined
+  if (typeof chunk === 'string') {
+    return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+  }
+  return Buffer.from(chunk as Uint8Array)
 }
 
 function sameValue(a: unknown, b: unknown): boolean {
@@ -263,12 +266,8 @@ export function runDetached(server: Server, request: HttpRequest): Promise<HttpR
       reject(err)
     }
     const add = (chunk: unknown, encoding: unknown) => {
-      if (chunk === undefined || chunk === null || typeof chunk === 'function') return
-      chunks.push(
-        typeof chunk === 'string'
-          ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
-          : Buffer.from(chunk as Uint8Array),
-      )
+      const buf = copyOf(chunk, encoding)
+      if (buf !== undefined) chunks.push(buf)
     }
     // Nothing reaches a socket: the writes are collected, and 'finish' is ours to emit.
     const writeHead = res.writeHead
