@@ -61,7 +61,7 @@ describe.each([
     const app = express()
     let calls = 0
     const data = { id: 7, name: 'Zoë', tags: ['a', 'b'], nested: { ok: true } }
-    app.get('/json', cacheResponse(cache), (_req, res) => {
+    app.get('/json', cacheResponse(cache, { ttl: '1m' }), (_req, res) => {
       calls++
       res.json(data)
     })
@@ -90,9 +90,9 @@ describe.each([
       res.sendFile(file, { headers: { 'content-type': 'image/png' }, ...options }, (err?: Error) => err && next(err))
     }
     // sendFile's default `Cache-Control: public, max-age=0` says "already stale": it is honoured, not stored.
-    app.get('/default', cacheResponse(cache), send({}))
-    app.get('/logo', cacheResponse(cache), send({ maxAge: '1h' }))
-    app.get('/plain', cacheResponse(cache), send({ cacheControl: false }))
+    app.get('/default', cacheResponse(cache, { ttl: '1m' }), send({}))
+    app.get('/logo', cacheResponse(cache, { ttl: '1m' }), send({ maxAge: '1h' }))
+    app.get('/plain', cacheResponse(cache, { ttl: '1m' }), send({ cacheControl: false }))
     const url = await serve(app)
 
     const zero = await call(`${url}/default`)
@@ -128,7 +128,7 @@ describe.each([
     const app = express()
     const body = 'hello from res.send, long enough to matter'
     let calls = 0
-    app.get('/text', cacheResponse(cache), (_req, res) => {
+    app.get('/text', cacheResponse(cache, { ttl: '1m' }), (_req, res) => {
       calls++
       res.send(body)
     })
@@ -167,11 +167,11 @@ describe.each([
     const cache = newCache()
     const app = express()
     let calls = 0
-    app.get('/old', cacheResponse(cache), (_req, res) => {
+    app.get('/old', cacheResponse(cache, { ttl: '1m' }), (_req, res) => {
       calls++
       res.redirect(301, '/new')
     })
-    app.get('/tmp', cacheResponse(cache), (_req, res) => {
+    app.get('/tmp', cacheResponse(cache, { ttl: '1m' }), (_req, res) => {
       calls++
       res.redirect('/new')
     })
@@ -195,11 +195,11 @@ describe.each([
     const cache = newCache()
     const app = express()
     let calls = 0
-    app.get('/boom', cacheResponse(cache), (_req, _res, next) => {
+    app.get('/boom', cacheResponse(cache, { ttl: '1m' }), (_req, _res, next) => {
       calls++
       next(new Error('database down'))
     })
-    app.get('/custom', cacheResponse(cache), (_req, _res, next) => {
+    app.get('/custom', cacheResponse(cache, { ttl: '1m' }), (_req, _res, next) => {
       calls++
       next(Object.assign(new Error('teapot'), { status: 503 }))
     })
@@ -231,7 +231,7 @@ describe.each([
     const cache = newCache()
     const app = express()
     const router = express.Router()
-    router.get('/item', cacheResponse(cache), (req, res) => {
+    router.get('/item', cacheResponse(cache, { ttl: '1m' }), (req, res) => {
       res.send(`item under ${req.baseUrl}`)
     })
     app.use('/a', router)
@@ -252,7 +252,7 @@ describe.each([
     const app = express()
     app.set('trust proxy', true)
     let calls = 0
-    app.get('/page', cacheResponse(cache), (req, res) => {
+    app.get('/page', cacheResponse(cache, { ttl: '1m' }), (req, res) => {
       calls++
       if (req.protocol === 'http') res.redirect(301, `https://${req.headers.host}${req.originalUrl}`)
       else res.send('secure page')

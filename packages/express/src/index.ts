@@ -67,14 +67,44 @@ export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}):
       next()
     }
     const exchange = nodeExchange(req, res, run, req, req.originalUrl)
-    // express's `req.protocol` honours the app's 'trust proxy' setting (X-Forwarded-Proto behind a TLS proxy), so
-    // an http->https redirect is never stored under the https key.
-    const request = { ...exchange.request, protocol: req.protocol }
-    engine.handle({ ...exchange, request }).catch((err: unknown) => {
+    // The key is made of what the app reads: express's `req.protocol` and host honour the app's 'trust proxy'
+    // setting (X-Forwarded-Proto and X-Forwarded-Host behind a trusted proxy), so an http->https redirect is never
+    // stored under the https key, nor a page that prints its host under another host's key.
+    const request = { ...exchange.request, protocol: req.protocol, host: hostOf(req) }
+    const rewriteUrl = (to: string) => {
+      exchange.rewriteUrl?.(to)
+      req.originalUrl = to
+      // express 4 parses `req.query` once, before any middleware; express 5 reads it from `req.url` on each access.
+      const own = Object.getOwnPropertyDescriptor(req, 'query')
+      if (own !== undefined && 'value' in own) {
+        const parse = req.app?.get('query parser fn') as ((query: string) => unknown) | undefined
+        const at = to.indexOf('?')
+        ;(req as { query: unknown }).query = typeof parse === 'function' ? parse(at < 0 ? '' : to.slice(at + 1)) : {}
+      }
+    }
+    engine.handle({ ...exchange, request, rewriteUrl }).catch((err: unknown) => {
       // The engine promises not to reject; should it, make sure the client is not left waiting. Before the handler
       // ran, express's error handling answers; after, the handler owns the response and we only end a stuck one.
       if (!ran) next(err)
       else if (!res.writableEnded) res.destroy(err instanceof Error ? err : new Error(String(err)))
     })
   }
+}
+
+/**
+ * The host the app sees, as express computes it for `req.hostname` (and express 5's `req.host`): `X-Forwarded-Host`
+ * (its first value) when the app trusts the proxy that sent the request, else `Host`. Unlike `req.hostname`, the
+ * port is kept: it is part of what a page may print.
+ */
+function hostOf(req: Request): string | undefined {
+  const trust = req.app?.get('trust proxy fn') as ((address: string | undefined, hop: number) => boolean) | undefined
+  const forwarded = req.headers['x-forwarded-host']
+  if (typeof forwarded === 'string' && forwarded !== '' && typeof trust === 'function') {
+    if (trust(req.socket?.remoteAddress, 0)) {
+      const comma = forwarded.indexOf(',')
+      return (comma < 0 ? forwarded : forwarded.slice(0, comma)).trim()
+    }
+  }
+  const host = req.headers.host
+  return typeof host === 'string' ? host : undefined
 }

@@ -36,7 +36,7 @@ const namespace = () => `express-${process.pid}-${run++}`
 
 httpAdapterSuite(expressHarness('express 5, memory L1 + Redis L2', express), {
   createCache: () => createCache({ namespace: namespace(), tiers: [memoryStore(), redisStore({ client: client() })] }),
-  groups: ['basics', 'coalescing', 'tags'],
+  groups: ['basics', 'coalescing', 'tags', 'safety', 'streaming'],
 })
 
 describe('two instances over one Redis', () => {

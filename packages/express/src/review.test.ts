@@ -73,7 +73,7 @@ describe.each([
       res.setHeader('x-request-id', `req-${++n}`)
       next()
     })
-    app.get('/page', cacheResponse(newCache()), (_req: Request, res: Response) => {
+    app.get('/page', cacheResponse(newCache(), { ttl: '1m' }), (_req: Request, res: Response) => {
       res.send('page')
     })
     const base = await serve(app)
@@ -92,7 +92,7 @@ describe.each([
       res.cookie('sid', `s${++n}`)
       next()
     })
-    app.get('/page', cacheResponse(newCache(), { scope: 'public' }), (_req: Request, res: Response) => {
+    app.get('/page', cacheResponse(newCache(), { ttl: '1m', scope: 'public' }), (_req: Request, res: Response) => {
       res.send('page')
     })
     const base = await serve(app)
@@ -157,7 +157,7 @@ describe.each([
   it('a streamed body the handler destroys midway is never stored', async () => {
     const app = express()
     let calls = 0
-    app.get('/stream', cacheResponse(newCache()), async (_req: Request, res: Response) => {
+    app.get('/stream', cacheResponse(newCache(), { ttl: '1m' }), async (_req: Request, res: Response) => {
       calls++
       res.setHeader('content-type', 'text/plain')
       res.write('part-1;')
@@ -181,7 +181,7 @@ describe.each([
   it('a client that goes away mid-stream stores nothing cut short', async () => {
     const app = express()
     let calls = 0
-    app.get('/stream', cacheResponse(newCache()), async (_req: Request, res: Response) => {
+    app.get('/stream', cacheResponse(newCache(), { ttl: '1m' }), async (_req: Request, res: Response) => {
       calls++
       res.setHeader('content-type', 'text/plain')
       res.write('a;')
@@ -202,11 +202,15 @@ describe.each([
     const app = express()
     let fail = false
     let calls = 0
-    app.get('/nostore', cacheResponse(newCache()), (_req: Request, res: Response, next: NextFunction) => {
-      calls++
-      if (fail) return next(new Error('boom'))
-      res.set('cache-control', 'no-store').set('x-own', 'yes').send(`n${calls}`)
-    })
+    app.get(
+      '/nostore',
+      cacheResponse(newCache(), { ttl: '1m' }),
+      (_req: Request, res: Response, next: NextFunction) => {
+        calls++
+        if (fail) return next(new Error('boom'))
+        res.set('cache-control', 'no-store').set('x-own', 'yes').send(`n${calls}`)
+      },
+    )
     app.use((_err: Error, _req: Request, res: Response, _next: NextFunction) => {
       res.status(500).send('oops')
     })
@@ -232,7 +236,7 @@ describe.each([
 
   it('HEAD hit and HEAD 304: same status and content-length as the GET, no body', async () => {
     const app = express()
-    app.get('/doc', cacheResponse(newCache()), (_req: Request, res: Response) => {
+    app.get('/doc', cacheResponse(newCache(), { ttl: '1m' }), (_req: Request, res: Response) => {
       res.set('etag', '"v1"').type('text').send('0123456789')
     })
     const base = await serve(app)
@@ -252,7 +256,7 @@ describe.each([
   it('a HEAD miss fills the entry and answers with the GET headers and no body', async () => {
     const app = express()
     let calls = 0
-    app.get('/doc', cacheResponse(newCache()), (_req: Request, res: Response) => {
+    app.get('/doc', cacheResponse(newCache(), { ttl: '1m' }), (_req: Request, res: Response) => {
       calls++
       res.type('text').send('abcdef')
     })
@@ -269,7 +273,7 @@ describe.each([
 
   it('one sub-app mounted at two prefixes keeps one entry per full URL', async () => {
     const sub = express()
-    sub.get('/item', cacheResponse(newCache()), (req: Request, res: Response) => {
+    sub.get('/item', cacheResponse(newCache(), { ttl: '1m' }), (req: Request, res: Response) => {
       res.send(`at ${req.baseUrl}`)
     })
     const app = express()

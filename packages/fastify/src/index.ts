@@ -4,6 +4,7 @@ import { pipeline, Readable, Transform } from 'node:stream'
 import { type Cache, CacheError } from '@cache/core'
 import {
   createHttpCache,
+  forwardDetached,
   type HttpCache,
   type HttpCacheOptions,
   type HttpExchange,
@@ -65,7 +66,11 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
 
   app.addHook('onRequest', (request, reply, next) => {
     const route = request.routeOptions.config?.cache
-    if (!route || isDetached(request.raw)) return next()
+    if (!route) return next()
+    // What hooks before this one set (a request id, Cache-Control: private): judged with the answer, never stored.
+    const outer = { ...reply.getHeaders() }
+    // A background refresh made by the engine itself: it wants the handler's answer, not the cache's.
+    if (isDetached(request.raw)) return forwardDetached(reply.raw, next, headerRecord(outer))
     let started = false
     // The handler (and onSend) may run inside handle() itself, before it returns: hence a promise of our own.
     let handledNow = () => {}
@@ -75,13 +80,28 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
     let settle: (body: Uint8Array | undefined) => void = () => {}
     let answerStale: ((response: HttpResponse) => void) | undefined
     const exchange: HttpExchange<FastifyRequest> = {
+      // The key is made of what the app reads: `request.protocol` and `request.host` honour `trustProxy`
+      // (X-Forwarded-Proto, X-Forwarded-Host). The URL is read from the raw request, not `request.originalUrl`,
+      // which fastify computes once and keeps: read now, it would keep the parameters rewriteUrl removes.
       request: {
         method: request.method,
         protocol: request.protocol,
-        url: request.originalUrl,
+        url: request.raw.url ?? '/',
         headers: request.headers,
+        host: request.host,
       },
       source: request,
+      // fastify parsed the query before any hook: the ignored parameters are taken out of it too.
+      rewriteUrl: (to) => {
+        const from = request.raw.url ?? '/'
+        request.raw.url = to
+        const query = request.query
+        if (typeof query !== 'object' || query === null) return
+        const left = new Set(names(to))
+        for (const name of names(from)) {
+          if (!left.has(name)) delete (query as Record<string, unknown>)[decodeName(name)]
+        }
+      },
       detached: (copy) => runDetached(app.server, copy),
       // A URL the engine knows is uncacheable: on to the handler with the engine's headers, nothing watched.
       pass: (headers) => {
@@ -106,7 +126,11 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
             const headers = reply.getHeaders()
             // fastify sets content-length after onSend; the engine needs it now to judge the size.
             if (whole && headers['content-length'] === undefined) headers['content-length'] = byteLength(payload)
-            const decision = head(reply.statusCode, headers)
+            const unchanged: Record<string, unknown> = {}
+            for (const [name, value] of Object.entries(outer)) {
+              if (value !== undefined && sameValue(headers[name], value)) unchanged[name] = value
+            }
+            const decision = head(reply.statusCode, headers, unchanged as HttpHeaders)
             if (decision.action === 'discard') {
               settle(undefined)
               new Promise<HttpResponse | undefined>((answer) => {
@@ -172,6 +196,42 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
 }
 
 const EMPTY = new Uint8Array(0)
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i])
+  return a === b
+}
+
+/** Header values as strings (fastify keeps numbers as set). */
+function headerRecord(headers: Record<string, unknown>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) out[name] = Array.isArray(value) ? value.map(String) : String(value)
+  }
+  return out
+}
+
+/** The parameter names of a URL's query, as sent. */
+function names(url: string): string[] {
+  const at = url.indexOf('?')
+  if (at < 0) return []
+  return url
+    .slice(at + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=')
+      return eq < 0 ? pair : pair.slice(0, eq)
+    })
+}
+
+/** A parameter name as a query parser decodes it ('+' is a space). */
+function decodeName(name: string): string {
+  try {
+    return decodeURIComponent(name.replaceAll('+', ' '))
+  } catch {
+    return name
+  }
+}
 
 function byteLength(payload: string | Uint8Array | null | undefined): number {
   return payload == null ? 0 : typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength

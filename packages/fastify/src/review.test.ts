@@ -13,7 +13,7 @@ afterEach(async () => {
 async function start(setup: (app: FastifyInstance) => void) {
   const app = Fastify()
   apps.push(app)
-  await app.register(fastifyCache, { cache: createCache() })
+  await app.register(fastifyCache, { cache: createCache(), ttl: '1m' })
   setup(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`

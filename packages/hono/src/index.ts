@@ -2,10 +2,13 @@
  * `@cache/hono`: hono middleware over `@cache/core/http`, the one HTTP cache policy of `@cache/*`. This file only
  * translates hono's `Context` into an `HttpExchange`; every caching decision is the engine's.
  */
+
+import type { ServerResponse } from 'node:http'
 import type { Cache } from '@cache/core'
 import { CacheError } from '@cache/core'
 import {
   createHttpCache,
+  forwardDetached,
   type HttpCacheOptions,
   type HttpExchange,
   type HttpRequest,
@@ -42,12 +45,12 @@ export function cacheResponse(cache: Cache, options: CacheResponseOptions = {}):
     const incoming = (c.env as { incoming?: { socket?: { server?: unknown } } } | undefined)?.incoming
     // A copy made by runDetached to refresh a stale entry: it must reach the handler and come back untouched.
     if (isDetached(incoming)) {
-      // What earlier middleware set belongs to this copy, not to the answer the refresh stores.
-      const outer = new Headers(c.res.headers)
+      // What earlier middleware set counts in whether the refresh is stored, but is not stored: runDetached is told.
+      const outgoing = (c.env as { outgoing?: { getHeaders?: unknown } }).outgoing
+      if (typeof outgoing?.getHeaders === 'function') {
+        forwardDetached(outgoing as ServerResponse, () => {}, headersOf(c.res.headers))
+      }
       await next()
-      const res = c.res
-      const own = withoutOuter(headersOf(res.headers), outer)
-      replace(c, new Response(res.body, { status: res.status, statusText: res.statusText, headers: toHeaderList(own) }))
       return
     }
     // The middleware returns once the client's response is in c.res; storing the body goes on behind.
@@ -93,8 +96,10 @@ function exchange(
       const res = c.res
       // Taken before the body is read: reading a lightweight @hono/node-server Response may rebuild its headers.
       const { headers: resHeaders, status } = res
-      const seen = withoutOuter(headersOf(resHeaders), outer)
-      let decision = head(status, seen)
+      // The engine judges the final headers, those earlier middleware set included; it stores none of `unchanged`.
+      const seen = headersOf(resHeaders)
+      const unchanged = unchangedOf(seen, outer)
+      let decision = head(status, seen, unchanged)
       // A body made from a string or bytes is ready at once. When the engine wants a copy, read it and, if it is
       // over the cap, let the engine decide again with its length (nothing has been sent yet).
       let read: Ready | undefined
@@ -107,7 +112,8 @@ function exchange(
         read = await readReady(res.body)
         if (read.whole && !NO_BODY.has(status)) {
           seen['content-length'] = String(read.whole.byteLength)
-          if (read.whole.byteLength > decision.capture) decision = head(status, seen)
+          // Decided again with the length: over the cap it is not stored, and within it Cache-Status can say stored.
+          decision = head(status, seen, unchanged)
         }
       }
       // undefined: the handler's body, untouched; else what replaces it (null once it was read whole).
@@ -128,6 +134,8 @@ function exchange(
         body = client
         collected = collect(mine, capture)
       }
+      // An unsafe request's answer waits for its invalidation: the client's next request must not find the old copy.
+      if (decision.hold !== undefined) await decision.hold
       if (body === undefined && trySet(resHeaders, decision.headers)) {
         answered()
         return collected
@@ -151,6 +159,16 @@ function exchange(
         empty ? c.body(null, status, headers) : c.body(response.body as Uint8Array<ArrayBuffer>, status, headers),
       )
       answered()
+    },
+    // The handler reads the URL and query from c.req.raw: it gets a copy with the ignored parameters removed.
+    rewriteUrl(to) {
+      const raw = c.req.raw
+      const url = new URL(raw.url)
+      const at = to.indexOf('?')
+      url.search = at < 0 ? '' : to.slice(at)
+      c.req.raw = new Request(url, raw)
+      const node = (c.env as { incoming?: { url?: unknown } } | undefined)?.incoming
+      if (node !== undefined && typeof node.url === 'string') node.url = to
     },
     // A URL the engine knows is uncacheable: on to the handler with the engine's headers, nothing watched.
     pass(headers) {
@@ -218,16 +236,6 @@ function trySet(headers: Headers, extra: readonly (readonly [string, string])[])
   }
 }
 
-/** A header record (set-cookie as a list) as a Headers init that keeps every cookie. */
-function toHeaderList(record: Record<string, string | string[]>): [string, string][] {
-  const out: [string, string][] = []
-  for (const [name, value] of Object.entries(record)) {
-    if (Array.isArray(value)) for (const one of value) out.push([name, one])
-    else out.push([name, value])
-  }
-  return out
-}
-
 function headersOf(headers: Headers): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   for (const [name, value] of headers) if (name !== 'set-cookie') out[name] = value
@@ -236,16 +244,12 @@ function headersOf(headers: Headers): Record<string, string | string[]> {
   return out
 }
 
-function withoutOuter(headers: Record<string, string | string[]>, outer: Headers): Record<string, string | string[]> {
-  for (const [name, value] of outer) if (headers[name] === value) delete headers[name]
-  const cookies = outer.getSetCookie()
-  const own = headers['set-cookie']
-  if (Array.isArray(own) && cookies.length > 0) {
-    const left = own.filter((cookie) => !cookies.includes(cookie))
-    if (left.length > 0) headers['set-cookie'] = left
-    else delete headers['set-cookie']
-  }
-  return headers
+/** The headers of `headers` that earlier middleware set (in `outer`) and the handler left as they were. */
+function unchangedOf(headers: Record<string, string | string[]>, outer: Headers): Record<string, string | string[]> {
+  // Set-Cookie is never stored anyway.
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of outer) if (name !== 'set-cookie' && headers[name] === value) out[name] = value
+  return out
 }
 
 export type { HttpCacheOptions } from '@cache/core/http'

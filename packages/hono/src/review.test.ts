@@ -59,7 +59,7 @@ function withRequestIds(): Hono {
 describe('cacheResponse (hono) review', () => {
   it('c.header() before next() in earlier middleware: each client gets its own value on misses and hits', async () => {
     const app = withRequestIds()
-    app.get('/p', cacheResponse(newCache()), (c) => c.text('page'))
+    app.get('/p', cacheResponse(newCache(), { ttl: '1m' }), (c) => c.text('page'))
     const base = await listen(app)
     const first = await raw(base, '/p')
     expect(first.headers['x-request-id']).toBe('req-1')
@@ -70,7 +70,7 @@ describe('cacheResponse (hono) review', () => {
 
   it('a HEAD miss fills the entry through a detached GET without storing that GET’s per-request headers', async () => {
     const app = withRequestIds()
-    app.get('/p', cacheResponse(newCache()), (c) => c.text('page'))
+    app.get('/p', cacheResponse(newCache(), { ttl: '1m' }), (c) => c.text('page'))
     const base = await listen(app)
     const head = await raw(base, '/p', {}, 'HEAD')
     expect(head.status).toBe(200)
@@ -121,7 +121,7 @@ describe('cacheResponse (hono) review', () => {
   it('with scope public, a cookie set by the handler is stored without it and never replayed', async () => {
     const app = new Hono()
     let n = 0
-    app.get('/p', cacheResponse(newCache(), { scope: 'public' }), (c) => {
+    app.get('/p', cacheResponse(newCache(), { ttl: '1m', scope: 'public' }), (c) => {
       setCookie(c, 'visit', `v${++n}`)
       return c.text('page')
     })
@@ -138,7 +138,7 @@ describe('cacheResponse (hono) review', () => {
     let calls = 0
     app.get(
       '/nostore',
-      cacheResponse(newCache()),
+      cacheResponse(newCache(), { ttl: '1m' }),
       () => new Response(`n${++calls}`, { headers: { 'cache-control': 'no-store', 'x-own': 'yes' } }),
     )
     const base = await listen(app)
@@ -158,7 +158,7 @@ describe('cacheResponse (hono) review', () => {
     app.onError((_e, c) => c.text('oops', 500))
     let calls = 0
     let fail = false
-    app.get('/nostore', cacheResponse(newCache()), (c) => {
+    app.get('/nostore', cacheResponse(newCache(), { ttl: '1m' }), (c) => {
       calls++
       if (fail) throw new Error('boom')
       c.header('cache-control', 'no-store')
@@ -179,7 +179,7 @@ describe('cacheResponse (hono) review', () => {
 
   it('HEAD hit and HEAD 304 keep content-length and send no body', async () => {
     const app = new Hono()
-    app.get('/doc', cacheResponse(newCache()), (c) => {
+    app.get('/doc', cacheResponse(newCache(), { ttl: '1m' }), (c) => {
       c.header('etag', '"v1"')
       return c.text('0123456789')
     })
@@ -198,7 +198,7 @@ describe('cacheResponse (hono) review', () => {
   it('a ReadableStream that fails midway is never stored', async () => {
     const app = new Hono()
     let calls = 0
-    app.get('/s', cacheResponse(newCache()), (c) => {
+    app.get('/s', cacheResponse(newCache(), { ttl: '1m' }), (c) => {
       const n = ++calls
       const stream = new ReadableStream<Uint8Array>({
         async start(controller) {
@@ -223,7 +223,7 @@ describe('cacheResponse (hono) review', () => {
 
   it('a streamed body is stored whole and replayed byte for byte', async () => {
     const app = new Hono()
-    app.get('/s', cacheResponse(newCache()), (c) => {
+    app.get('/s', cacheResponse(newCache(), { ttl: '1m' }), (c) => {
       const stream = new ReadableStream<Uint8Array>({
         async start(controller) {
           for (let i = 0; i < 20; i++) {

@@ -13,7 +13,7 @@ httpAdapterSuite(nodeHarness)
 httpAdapterSuite(fetchHarness, { groups: ['basics', 'coalescing', 'stale', 'tags', 'leaks', 'keys'] })
 
 // The wire-level groups whose path changes without `detached` (HEAD, stale, bodies and streams).
-httpAdapterSuite(bindinglessHarness, { groups: ['basics', 'head', 'conditional', 'stale', 'body', 'streaming'] })
+httpAdapterSuite(bindinglessHarness, { groups: ['basics', 'head', 'conditional', 'stale', 'body', 'streaming', 'safety'] })
 
 let redis: RedisServer | undefined
 const clients: Redis[] = []
@@ -29,7 +29,7 @@ let run = 0
 httpAdapterSuite(
   { ...nodeHarness, name: 'hono on @hono/node-server, memory L1 + Redis L2' },
   {
-    groups: ['basics', 'coalescing', 'tags'],
+    groups: ['basics', 'coalescing', 'tags', 'safety', 'streaming'],
     createCache: () => {
       if (!redis) throw new Error('Redis is not started')
       const client = new Redis(redis.port, redis.host, { maxRetriesPerRequest: 1 })

@@ -56,6 +56,8 @@ const PASS_MAX_MS = 10_000
  */
 const PASS_FAST_AFTER = 3
 const MAX_KEY = 512
+/** The cap on what a response states about its freshness when the route gives no ttl. */
+const DEFAULT_CAP = '1m'
 
 /** A stored response. Short field names: it goes through the codec into Redis on every store. */
 interface Stored {
@@ -81,6 +83,10 @@ interface Stored {
 interface VaryMarker {
   readonly k: 'v'
   readonly vary: readonly string[]
+  /** The ids of the URL's stored variants (see `variantId`), oldest first; at most `maxVariants`. */
+  readonly variants?: readonly string[]
+  /** ms since the epoch: until when the last of them may be served (stale included); the marker lives as long. */
+  readonly until?: number
 }
 /** What a load hands its waiters when its response may not be shared: they ask the handler themselves. Never stored. */
 interface Skip {
@@ -96,7 +102,11 @@ interface Pass {
 }
 
 interface Resolved<R> {
+  /** Freshness of a response that states none; 0 (not stored) when the route gave no ttl. */
   ttl: number
+  /** The cap on any freshness: the route's ttl, or `DEFAULT_CAP`. */
+  cap: number
+  maxVariants: number
   swr: number
   sie: number
   scope: 'public' | undefined
@@ -153,6 +163,8 @@ class Engine<R> implements HttpCache<R> {
    * pass; after `PASS_FAST_AFTER` in a row, not even that until the pass expires (`HttpExchange.pass`).
    */
   private readonly passes = new Map<string, Pass>()
+  /** Vary marker updates in flight, per URL key: each waits for the one before (see `trackVariant`). */
+  private readonly tracking = new Map<string, Promise<void>>()
 
   constructor(
     private readonly cache: Cache,
@@ -162,7 +174,13 @@ class Engine<R> implements HttpCache<R> {
   async invalidate(url: string | URL): Promise<void> {
     const u = typeof url === 'string' ? new URL(url) : url
     epoch++
-    await this.cache.invalidateTags([this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search)])
+    // Both spellings of the query: with the ignored parameters dropped (adapters that remove them from what the app
+    // sees) and kept (adapters that cannot, whose keys have them).
+    const tags = new Set([
+      this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search, true),
+      this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search, false),
+    ])
+    await this.cache.invalidateTags([...tags])
   }
 
   async handle(ex: HttpExchange<R>): Promise<void> {
@@ -174,6 +192,32 @@ class Engine<R> implements HttpCache<R> {
     }
     const o = this.o
     const h = ex.request.headers
+    const { url } = ex.request
+    // Only origin-form ('/path?query'): an absolute-form or '*' target is routed on a path that is not this string.
+    if (url.charCodeAt(0) !== 47) return this.bypass(ex, 'target')
+    // A GET with a body: its answer may depend on bytes that are not in the key.
+    if (hasBody(h)) return this.bypass(ex, 'body')
+    const at = url.indexOf('?')
+    const path = at < 0 ? url : url.slice(0, at)
+    let query = ''
+    if (at >= 0) {
+      const raw = url.slice(at + 1)
+      const q = this.query(raw, ex.rewriteUrl !== undefined)
+      query = q.key
+      // Ignored parameters leave the URL the handler sees too: what is not keyed can never shape a stored answer.
+      if (q.seen !== undefined) {
+        const seen = q.seen === '' ? path : `${path}?${q.seen}`
+        try {
+          ex.rewriteUrl!(seen)
+          ex = { ...ex, request: { ...ex.request, url: seen } }
+        } catch {
+          // The app still sees them: they are keyed.
+          query = this.query(raw, false).key
+        }
+      }
+    }
+    const host = validHost(ex.request.host ?? h.host)
+    if (host === undefined) return this.bypass(ex, 'host')
     let part: string | undefined
     if (o.key !== undefined) {
       part = o.key(ex.source)
@@ -182,19 +226,17 @@ class Engine<R> implements HttpCache<R> {
       if (present(h.authorization)) return this.bypass(ex, 'authorization')
       if (present(h.cookie)) return this.bypass(ex, 'cookie')
     }
-    const { protocol, url } = ex.request
-    const host = first(h.host) ?? ''
-    const at = url.indexOf('?')
-    const path = at < 0 ? url : url.slice(0, at)
-    const query = at < 0 ? '' : this.query(url.slice(at + 1))
-    const range = first(h.range)
-    let primary = `${protocol}://${host}${path}${query}`
-    if (part !== undefined) primary += `#k=${part}`
-    if (range !== undefined) primary += `#r=${range}`
+    const range = h.range
+    if (Array.isArray(range) && range.length > 1) return this.bypass(ex, 'range')
+    const protocol = ex.request.protocol
+    const base = field('s', protocol) + field('h', host) + field('p', path) + field('q', query)
+    let primary = base
+    if (part !== undefined) primary += field('k', part)
+    if (range !== undefined) primary += field('r', String(first(range)))
     const turn: Turn<R> = {
       ex,
       primary: this.key(primary),
-      url: `${protocol}://${host}${path}${query}`,
+      url: base,
       // Asked before anything runs, so a throwing callback fails the request instead of silently storing nothing.
       tags: o.tags === undefined ? NO_TAGS : o.tags(ex.source),
       shared: o.scope === 'public' || o.key !== undefined,
@@ -289,7 +331,7 @@ class Engine<R> implements HttpCache<R> {
     // A handler answering a revalidation (304) says nothing about the URL's other answers.
     if (present(h['if-none-match']) || present(h['if-modified-since'])) return
     const primary = turn.primary
-    const until = Date.now() + Math.min(this.o.ttl, PASS_MAX_MS)
+    const until = Date.now() + Math.min(this.o.cap, PASS_MAX_MS)
     const pass = this.passes.get(primary)
     if (pass !== undefined) {
       pass.until = until
@@ -307,15 +349,17 @@ class Engine<R> implements HttpCache<R> {
     let verdict: Verdict | undefined
     let status = 0
     let headers: HttpHeaders = {}
+    let outer: HttpHeaders | undefined
     turn.claimed = true
     // A HEAD's answer has no body to keep; the URL is stored by a GET.
     const head = ex.request.method.toUpperCase() === 'HEAD'
     const at = epoch
-    const body = await ex.forward((s, hs): ForwardDecision => {
+    const body = await ex.forward((s, hs, before): ForwardDecision => {
       status = s
       headers = lowerCase(hs)
+      outer = before === undefined ? undefined : lowerCase(before)
       verdict = head ? NOT_STORED_VERDICT : this.judgeSized(s, headers, ex.request, turn.shared)
-      return this.sendDecision(verdict, 'fwd=miss')
+      return this.sendDecision(verdict, 'fwd=miss', s, headers)
     })
     turn.sent = true
     if (verdict === undefined || verdict.reason !== undefined) {
@@ -324,7 +368,7 @@ class Engine<R> implements HttpCache<R> {
     }
     // An unsafe request invalidated meanwhile: this answer may predate it.
     if (body === undefined || epoch !== at) return
-    const stored = this.record(status, headers, body, verdict)
+    const stored = this.record(status, headers, outer, body, verdict)
     const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
     if (stored.noCache && grace === 0) return
     this.passes.delete(turn.primary)
@@ -335,13 +379,55 @@ class Engine<R> implements HttpCache<R> {
   private async storeAt(turn: Turn<R>, stored: Stored, options: EntryOptions & { ttl: number; grace: number }) {
     try {
       if (stored.vary.length === 0) return await this.cache.set(turn.primary, stored, options)
-      await this.cache.set(this.variant(turn.primary, stored.vary, turn.ex.request.headers), stored, options)
-      // The marker stays fresh as long as the variant may be served, stale copies included.
-      const marker: VaryMarker = { k: 'v', vary: stored.vary }
-      await this.cache.set(turn.primary, marker, { ...options, ttl: options.ttl + options.grace, grace: 0 })
+      const id = variantId(stored.vary, turn.ex.request.headers)
+      await this.cache.set(turn.primary + field('v', id), stored, options)
+      await this.trackVariant(turn, stored.vary, id, Date.now() + options.ttl + options.grace, options.tags ?? NO_TAGS)
     } catch {
       // Reported by the cache (`error` event); the client has its answer.
     }
+  }
+
+  /**
+   * Records in the URL's Vary marker that variant `id` is stored until `until` (ms since the epoch). The marker lists
+   * the variants, oldest first, and lives as long as the last of them; past `maxVariants` the oldest are deleted, and
+   * when the URL's Vary headers changed, every variant of the old ones (no request can pick them any more). One
+   * update at a time per URL in this process; across instances two concurrent updates may drop one id from the list,
+   * and that variant then leaves by its own ttl.
+   */
+  private trackVariant(
+    turn: Turn<R>,
+    vary: readonly string[],
+    id: string,
+    until: number,
+    tags: readonly string[],
+  ): Promise<void> {
+    const primary = turn.primary
+    const run = async () => {
+      // An invalidation ran meanwhile: it dropped the marker, which must not come back listing what it deleted.
+      if (epoch !== turn.epoch) return
+      const current = await this.cache.get<Value>(primary)
+      const marker = current?.k === 'v' ? current : undefined
+      const same = marker !== undefined && sameList(marker.vary, vary)
+      const drop: string[] = []
+      let variants: string[] = [id]
+      if (same) variants = [...(marker.variants ?? []).filter((v) => v !== id), id]
+      else if (marker !== undefined) drop.push(...(marker.variants ?? []))
+      while (variants.length > this.o.maxVariants) drop.push(variants.shift()!)
+      const last = Math.max(until, same ? (marker.until ?? 0) : 0)
+      const next: VaryMarker = { k: 'v', vary, variants, until: last }
+      if (epoch !== turn.epoch) return
+      await this.cache.set(primary, next, { ttl: Math.max(1, last - Date.now()), grace: 0, tags })
+      if (drop.length > 0) await this.cache.deleteMany(drop.map((v) => primary + field('v', v)))
+    }
+    const previous = this.tracking.get(primary)
+    const done = (previous === undefined ? run() : previous.then(run)).catch(() => {
+      // Reported by the cache (`error` event); the variant stays until its ttl.
+    })
+    this.tracking.set(primary, done)
+    void done.then(() => {
+      if (this.tracking.get(primary) === done) this.tracking.delete(primary)
+    })
+    return done
   }
 
   private getOptions(timeout: number): GetOrSetOptions {
@@ -367,6 +453,7 @@ class Engine<R> implements HttpCache<R> {
       const head = ex.request.method.toUpperCase() === 'HEAD'
       let status: number
       let headers: HttpHeaders
+      let outer: HttpHeaders | undefined
       let body: Uint8Array | undefined
       let verdict: Verdict | undefined
       if (swr || head || turn.claimed || turn.answering) {
@@ -377,6 +464,7 @@ class Engine<R> implements HttpCache<R> {
         const res = await ex.detached(detachedRequest(ex.request))
         status = res.status
         headers = lowerCase(res.headers)
+        outer = res.outer === undefined ? undefined : lowerCase(res.outer)
         body = res.body
         // A failed refresh keeps the stale copy (stale-if-error, by the core's grace).
         if (status >= 500 && stale !== undefined) throw new Error(`the refresh answered ${status}`)
@@ -388,16 +476,17 @@ class Engine<R> implements HttpCache<R> {
         let discarded = false
         status = 0
         headers = {}
-        const forwarded = ex.forward((s, hs): ForwardDecision => {
+        const forwarded = ex.forward((s, hs, before): ForwardDecision => {
           status = s
           headers = lowerCase(hs)
+          outer = before === undefined ? undefined : lowerCase(before)
           if (s >= 500 && Date.now() < sieUntil) {
             discarded = true
             turn.failedStatus = s
             return { action: 'discard' }
           }
           verdict = this.judgeSized(s, headers, ex.request, turn.shared)
-          return this.sendDecision(verdict, stale === undefined ? 'fwd=miss' : `fwd=stale; fwd-status=${s}`)
+          return this.sendDecision(verdict, stale === undefined ? 'fwd=miss' : `fwd=stale; fwd-status=${s}`, s, headers)
         })
         turn.forwarded = forwarded.then(
           () => {
@@ -418,7 +507,7 @@ class Engine<R> implements HttpCache<R> {
         if (vary === undefined && STICKY.has(reason)) this.remember(turn, reason)
         return { k: 'p', reason }
       }
-      const stored = this.record(status, headers, body, verdict)
+      const stored = this.record(status, headers, outer, body, verdict)
       if (!swr && !turn.claimed) turn.filled = true
       const grace = stored.noCache ? stored.sieMs : Math.max(stored.swrMs, stored.sieMs)
       if (stored.noCache && grace === 0) {
@@ -433,9 +522,9 @@ class Engine<R> implements HttpCache<R> {
       if (vary === undefined) {
         if (stored.vary.length === 0) return stored
         // The URL's key keeps which headers pick the variant; the response goes under the variant's key.
-        const variant = this.variant(turn.primary, stored.vary, ex.request.headers)
+        const id = variantId(stored.vary, ex.request.headers)
         try {
-          await this.cache.set(variant, stored, { ttl: stored.freshMs, grace, tags })
+          await this.cache.set(turn.primary + field('v', id), stored, { ttl: stored.freshMs, grace, tags })
         } catch {
           // Reported by the cache (`error` event); waiters ask the handler themselves.
           ctx.skip()
@@ -444,7 +533,7 @@ class Engine<R> implements HttpCache<R> {
         // The marker stays fresh as long as the variant may be served, stale copies included.
         ctx.ttl = stored.freshMs + grace
         ctx.grace = 0
-        return { k: 'v', vary: stored.vary }
+        return { k: 'v', vary: stored.vary, variants: [id], until: Date.now() + stored.freshMs + grace }
       }
       if (!sameList(vary, stored.vary)) {
         // The URL now varies on other headers (or none): store the response where its own Vary puts it.
@@ -453,6 +542,14 @@ class Engine<R> implements HttpCache<R> {
         // Waiters agree on the old Vary headers only: they may share it only if it varies on nothing.
         return stored.vary.length === 0 ? stored : { k: 'p', reason: 'vary' }
       }
+      // A variant of a URL that has a marker: listed there (the oldest beyond maxVariants leave).
+      await this.trackVariant(
+        turn,
+        vary,
+        variantId(vary, ex.request.headers),
+        Date.now() + stored.freshMs + grace,
+        tags,
+      )
       return stored
     }
   }
@@ -464,13 +561,20 @@ class Engine<R> implements HttpCache<R> {
     return verdict.reason === undefined && length > this.o.maxBody ? { ...verdict, reason: 'size' } : verdict
   }
 
-  /** A forwarded answer goes out with its Cache-Status (`fwd` first); its body is collected only if storable. */
-  private sendDecision(verdict: Verdict, fwd: string): ForwardDecision {
+  /**
+   * A forwarded answer goes out with its Cache-Status (`fwd` first); its body is collected only if storable. `stored`
+   * is said only when the body's length is known to fit: a streamed body of unknown length may still outgrow
+   * `maxBodySize` after the header has left, so it says `detail=streamed` (and is stored if it fits).
+   */
+  private sendDecision(verdict: Verdict, fwd: string, status: number, headers: HttpHeaders): ForwardDecision {
     const stored = verdict.reason === undefined
+    const sized = status === 204 || status === 304 || first(headers['content-length']) !== undefined
     // Whole seconds, rounded up as on hits: a copy just stored is never announced with ttl=0.
-    const member = stored
-      ? `${fwd}; stored; ttl=${Math.ceil(verdict.freshMs / 1000)}`
-      : `${fwd}; detail=${verdict.reason}`
+    const member = !stored
+      ? `${fwd}; detail=${verdict.reason}`
+      : sized
+        ? `${fwd}; stored; ttl=${Math.ceil(verdict.freshMs / 1000)}`
+        : `${fwd}; detail=streamed`
     return { action: 'send', headers: this.statusHeader(member), capture: stored ? this.o.maxBody : 0 }
   }
 
@@ -481,8 +585,11 @@ class Engine<R> implements HttpCache<R> {
     if (!o.statuses.has(status) || (status === 206 && !present(request.headers.range))) return no('status')
     const cc = cacheControl(headers['cache-control'])
     if (cc.has('no-store')) return no('no-store')
+    if (cc.has(MALFORMED)) return no('cache-control')
     if (cc.has('private')) return no('private')
     if (present(headers['set-cookie']) && !shared) return no('set-cookie')
+    // A challenge: the answer depends on credentials that are not in the key.
+    if (present(headers['www-authenticate']) && !shared) return no('www-authenticate')
     const vary = varyList(headers.vary)
     if (vary === undefined) return no('vary')
     const encoding = first(headers['content-encoding'])?.trim().toLowerCase()
@@ -496,19 +603,24 @@ class Engine<R> implements HttpCache<R> {
     for (const [name, value] of Object.entries(request.headers)) {
       if (name !== 'authorization' && name !== 'cookie' && value !== undefined) requestHeaders[name] = join(value)
     }
+    const noCache = cc.has('no-cache') || (!present(headers['cache-control']) && /no-cache/i.test(join(headers.pragma)))
+    const explicit = cc.has('s-maxage') || cc.has('max-age') || present(headers.expires)
+    // A response that says nothing about its freshness is stored only where the route gave a ttl for such answers.
+    if (!explicit && !noCache && o.ttl === 0) return no('no-freshness')
     const responseHeaders: Record<string, string> = {}
     for (const [name, value] of Object.entries(headers)) {
       if (name !== 'set-cookie' && value !== undefined) responseHeaders[name] = join(value)
     }
+    // http-cache-semantics reads directives as sent (case and all): it gets ours, checked and in lower case.
+    responseHeaders['cache-control'] = directives(cc)
     const policy = new CachePolicy(
       { method: 'GET', url: request.url, headers: requestHeaders },
       { status: 200, headers: responseHeaders },
       { shared: true },
     )
     if (!policy.storable()) return no('no-store')
-    const noCache = cc.has('no-cache') || (!present(headers['cache-control']) && /no-cache/i.test(join(headers.pragma)))
-    const explicit = cc.has('s-maxage') || cc.has('max-age') || present(headers.expires)
-    let freshMs = explicit ? Math.max(0, Math.min(o.ttl, (policy.maxAge() - policy.age()) * 1000)) : o.ttl
+    const stated = (policy.maxAge() - policy.age()) * 1000
+    let freshMs = explicit ? Math.max(0, Math.min(o.cap, Number.isFinite(stated) ? stated : 0)) : o.ttl
     if (noCache) freshMs = 0
     const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate')
     const swrMs = strict ? 0 : seconds(cc.get('stale-while-revalidate'), o.swr)
@@ -517,7 +629,18 @@ class Engine<R> implements HttpCache<R> {
     return { reason: undefined, freshMs, swrMs, sieMs, noCache, vary }
   }
 
-  private record(status: number, headers: HttpHeaders, body: Uint8Array, v: Verdict): Stored {
+  /**
+   * The copy to store: the final headers less those that describe one connection or one client, and less `outer`'s
+   * (what middleware before the cache set: it sets them again on every request). The body is copied into a buffer
+   * of its own exact size, so the store counts (and keeps alive) exactly its bytes, not a shared slab.
+   */
+  private record(
+    status: number,
+    headers: HttpHeaders,
+    outer: HttpHeaders | undefined,
+    body: Uint8Array,
+    v: Verdict,
+  ): Stored {
     const kept: [string, string][] = []
     const listed = new Set(
       join(headers.connection)
@@ -528,6 +651,7 @@ class Engine<R> implements HttpCache<R> {
     let etag: string | undefined
     for (const [name, value] of Object.entries(headers)) {
       if (value === undefined || NOT_STORED.has(name) || name.startsWith('proxy-') || listed.has(name)) continue
+      if (outer !== undefined && sameValue(value, outer[name])) continue
       if (name === 'etag') etag = join(value)
       if (Array.isArray(value)) for (const item of value) kept.push([name, String(item)])
       else kept.push([name, String(value)])
@@ -541,7 +665,7 @@ class Engine<R> implements HttpCache<R> {
       k: 'r',
       status,
       headers: kept,
-      body: Buffer.isBuffer(body) ? new Uint8Array(body.buffer, body.byteOffset, body.byteLength) : body,
+      body: exact(body),
       etag,
       lastModified: Number.isNaN(modified) ? -1 : modified,
       storedAt: Date.now(),
@@ -632,18 +756,24 @@ class Engine<R> implements HttpCache<R> {
   ): Promise<void> {
     epoch++
     const { protocol, url } = ex.request
-    const host = first(ex.request.headers.host) ?? ''
-    const tags = [this.urlTag(protocol, host, url), ...routeTags]
-    for (const name of ['location', 'content-location']) {
-      const target = first(headers[name])
-      if (target === undefined) continue
-      try {
-        const u = new URL(target, `${protocol}://${host}${url}`)
-        if (u.host === host) tags.push(this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search))
-      } catch {
-        // Not a URL: nothing to invalidate.
+    const ignoring = ex.rewriteUrl !== undefined
+    const host = validHost(ex.request.host ?? ex.request.headers.host)
+    const tags = [...routeTags]
+    // A request with an invalid Host has no stored answers: none was ever keyed on it.
+    if (host !== undefined) {
+      tags.push(this.urlTag(protocol, host, url, ignoring))
+      for (const name of ['location', 'content-location']) {
+        const target = first(headers[name])
+        if (target === undefined) continue
+        try {
+          const u: URL = new URL(target, `${protocol}://${host}${url.startsWith('/') ? url : '/'}`)
+          if (u.host === host) tags.push(this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search, ignoring))
+        } catch {
+          // Not a URL: nothing to invalidate.
+        }
       }
     }
+    if (tags.length === 0) return
     try {
       await this.cache.invalidateTags(tags)
     } catch {
@@ -651,27 +781,41 @@ class Engine<R> implements HttpCache<R> {
     }
   }
 
-  /** '?a=1&b=2' with the parameters sorted and the ignored ones dropped; '' when none is left. */
-  private query(raw: string): string {
-    if (raw === '') return ''
+  /**
+   * The query as keyed, and as the handler must see it. `key`: the parameters sorted by name (a stable sort: the
+   * values of one name keep their order, which apps read), less the ignored ones. `seen`: the query without the
+   * ignored parameters, in the order sent ('' when none is left), or undefined when nothing was ignored. `ignoring`
+   * false keys every parameter (the adapter cannot hide the ignored ones from the app).
+   */
+  private query(raw: string, ignoring: boolean): { key: string; seen: string | undefined } {
+    if (raw === '') return { key: '', seen: undefined }
     const o = this.o
     const kept: [string, string][] = []
+    let dropped = false
     for (const pair of raw.split('&')) {
       if (pair === '') continue
       const eq = pair.indexOf('=')
       const name = eq < 0 ? pair : pair.slice(0, eq)
-      if (o.ignoreExact.has(name) || o.ignorePrefixes.some((p) => name.startsWith(p))) continue
+      if (ignoring && (o.ignoreExact.has(name) || o.ignorePrefixes.some((p) => name.startsWith(p)))) {
+        dropped = true
+        continue
+      }
       kept.push([name, pair])
     }
-    if (kept.length === 0) return ''
-    kept.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
-    return `?${kept.map((p) => p[1]).join('&')}`
+    const seen = dropped ? kept.map((p) => p[1]).join('&') : undefined
+    if (kept.length === 0) return { key: '', seen }
+    if (kept.length > 1) kept.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    return { key: kept.map((p) => p[1]).join('&'), seen }
   }
 
-  private urlTag(protocol: string, host: string, pathAndQuery: string): string {
+  /** The tag of every stored answer for a URL (all variants, all users). */
+  private urlTag(protocol: string, host: string, pathAndQuery: string, ignoring: boolean): string {
     const at = pathAndQuery.indexOf('?')
-    const query = at < 0 ? '' : this.query(pathAndQuery.slice(at + 1))
-    return this.key(`url:${protocol}://${host}${at < 0 ? pathAndQuery : pathAndQuery.slice(0, at)}${query}`)
+    const query = at < 0 ? '' : this.query(pathAndQuery.slice(at + 1), ignoring).key
+    const path = at < 0 ? pathAndQuery : pathAndQuery.slice(0, at)
+    return this.key(
+      `url:${field('s', protocol)}${field('h', host.toLowerCase())}${field('p', path)}${field('q', query)}`,
+    )
   }
 
   /** The cache key (or tag) for `text`: readable when short, a hash when it would exceed the cache's key limit. */
@@ -682,9 +826,7 @@ class Engine<R> implements HttpCache<R> {
 
   /** A variant's key: the URL's key plus a hash of the request's values of the varying headers. */
   private variant(primary: string, vary: readonly string[], headers: HttpHeaders): string {
-    const hash = createHash('sha256')
-    for (const name of vary) hash.update(`${name}\u0000${normalise(headers[name])}\u0000`)
-    return `${primary}#v=${hash.digest('base64url')}`
+    return primary + field('v', variantId(vary, headers))
   }
 }
 
@@ -734,6 +876,7 @@ const KNOWN = new Set([
   'lock',
   'cacheStatus',
   'keyPrefix',
+  'maxVariants',
 ])
 
 function resolve<R>(options: HttpCacheOptions<R>): Resolved<R> {
@@ -779,11 +922,17 @@ function resolve<R>(options: HttpCacheOptions<R>): Resolved<R> {
     )
   }
   const prefix = options.keyPrefix ?? 'http:'
+  const maxVariants = options.maxVariants ?? 100
+  if (!Number.isInteger(maxVariants) || maxVariants < 1) {
+    throw new CacheError('E_INVALID_OPTION', `maxVariants must be a whole number ≥ 1 (got ${describe(maxVariants)})`)
+  }
   if (typeof prefix !== 'string') {
     throw new CacheError('E_INVALID_OPTION', `keyPrefix must be a string (got ${describe(prefix)})`)
   }
   return {
-    ttl: parseDuration(options.ttl ?? '1m', 'ttl'),
+    ttl: options.ttl === undefined ? 0 : parseDuration(options.ttl, 'ttl'),
+    cap: parseDuration(options.ttl ?? DEFAULT_CAP, 'ttl'),
+    maxVariants,
     swr: parseDuration(options.staleWhileRevalidate ?? 0, 'staleWhileRevalidate'),
     sie: parseDuration(options.staleIfError ?? 0, 'staleIfError'),
     scope: options.scope,
@@ -798,6 +947,66 @@ function resolve<R>(options: HttpCacheOptions<R>): Resolved<R> {
     name: name === false ? undefined : name,
     prefix,
   }
+}
+
+/**
+ * One part of a key: `name=value|`, with '%' and '|' in the value percent-encoded, so that no value can end its
+ * part early or forge the next one (a path holding '|r=' is not a Range part). Each part's name says what it is.
+ */
+function field(name: string, value: string): string {
+  if (value.indexOf('|') < 0 && value.indexOf('%') < 0) return `${name}=${value}|`
+  return `${name}=${value.replaceAll('%', '%25').replaceAll('|', '%7C')}|`
+}
+
+/** `body` in an ArrayBuffer of its own exact size (a view of a bigger buffer is copied out of it). */
+function exact(body: Uint8Array): Uint8Array {
+  if (body.byteOffset !== 0 || body.buffer.byteLength !== body.byteLength) return new Uint8Array(body)
+  // A Buffer that owns its memory: the same bytes as a plain Uint8Array (what the codec stores type-faithfully).
+  return Buffer.isBuffer(body) ? new Uint8Array(body.buffer, 0, body.byteLength) : body
+}
+
+/** Two header values are the same: equal strings or numbers, or lists of equal members. */
+function sameValue(a: HeaderValue, b: HeaderValue): boolean {
+  if (a === undefined || b === undefined) return false
+  if (Array.isArray(a) || Array.isArray(b)) {
+    const x = Array.isArray(a) ? a : [String(a)]
+    const y = Array.isArray(b) ? b : [String(b)]
+    return x.length === y.length && x.every((item, i) => String(item) === String(y[i]))
+  }
+  return String(a) === String(b)
+}
+
+/** RFC 3986 reg-name (unreserved, sub-delims, pct-encoded), IP-literal, then an optional port. */
+const HOST =
+  /^(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?$/
+
+/**
+ * The request's host in lower case when it is a valid RFC 9110 `uri-host [":" port]` (one value, at most 261
+ * characters), else undefined: such a request bypasses the cache (`Host: victim.example/item` would otherwise key a
+ * path that is not the one the app served).
+ */
+function validHost(value: HeaderValue): string | undefined {
+  let host: string
+  if (typeof value === 'string') host = value
+  else if (Array.isArray(value) && value.length === 1) host = value[0]!
+  else return undefined
+  if (host.length === 0 || host.length > 261 || !HOST.test(host)) return undefined
+  return host.toLowerCase()
+}
+
+/** Whether a request carries a body: a `Transfer-Encoding`, or a `Content-Length` other than 0. */
+function hasBody(h: HttpHeaders): boolean {
+  if (present(h['transfer-encoding'])) return true
+  const length = h['content-length']
+  if (length === undefined) return false
+  return Array.isArray(length) ? length.some((l) => l.trim() !== '0') : String(length).trim() !== '0'
+}
+
+/** Which variant a request picks: a hash of its values of the headers a response varies on. */
+function variantId(vary: readonly string[], headers: HttpHeaders): string {
+  const hash = createHash('sha256')
+  for (const name of vary) hash.update(`${name}\u0000${normalise(headers[name])}\u0000`)
+  return hash.digest('base64url')
 }
 
 function present(value: HeaderValue): boolean {
@@ -836,41 +1045,70 @@ function lowerCase(headers: HttpHeaders): HttpHeaders {
   return out
 }
 
+/**
+ * Cache-Control directives, names in lower case. A directive given twice with different values, or a delta-seconds
+ * directive whose value is not digits, is invalid: RFC 9111 §4.2.1 lets a cache treat the response as stale, and it
+ * does (`directives` writes it as 0).
+ */
 function cacheControl(value: HeaderValue): Map<string, string> {
   const out = new Map<string, string>()
   for (const part of join(value).split(',')) {
     const eq = part.indexOf('=')
     const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase()
-    if (name !== '')
-      out.set(
-        name,
-        eq < 0
-          ? ''
-          : part
-              .slice(eq + 1)
-              .trim()
-              .replace(/^"|"$/g, ''),
-      )
+    if (name === '') continue
+    // Not a directive name ('no-store;', '"max-age'): what the sender meant cannot be known.
+    if (!TOKEN.test(name)) out.set(MALFORMED, '')
+    let v = eq < 0 ? '' : part.slice(eq + 1).trim()
+    if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1)
+    if (DELTA_SECONDS.has(name) && !/^[0-9]+$/.test(v)) v = INVALID
+    const had = out.get(name)
+    out.set(name, had === undefined || had === v ? v : INVALID)
   }
   return out
 }
 
-/** The Vary list in lower case, or `undefined` for `Vary: *` (never stored). */
+/** Directives whose value is a number of seconds. */
+const DELTA_SECONDS = new Set(['max-age', 's-maxage', 'stale-while-revalidate', 'stale-if-error'])
+const INVALID = '\u0000invalid'
+/** Set in a parsed Cache-Control when one of its directives is not a token: such a response is never stored. */
+const MALFORMED = '\u0000malformed'
+
+/** `cc` as a Cache-Control value; an invalid number of seconds is written as 0 (stale). */
+function directives(cc: Map<string, string>): string {
+  const parts: string[] = []
+  for (const [name, value] of cc) {
+    if (name === MALFORMED) continue
+    if (DELTA_SECONDS.has(name)) parts.push(`${name}=${value === INVALID ? '0' : value}`)
+    else if (value === '' || value === INVALID) parts.push(name)
+    else parts.push(`${name}="${value.replace(/["\\]/g, '')}"`)
+  }
+  return parts.join(', ')
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+/** The Vary list in lower case, or `undefined` for `Vary: *` or a member that is not a field name (never stored). */
 function varyList(value: HeaderValue): string[] | undefined {
   const out: string[] = []
   for (const part of join(value).split(',')) {
     const name = part.trim().toLowerCase()
     if (name === '*') return undefined
-    if (name !== '' && !out.includes(name)) out.push(name)
+    if (name === '') continue
+    // Not a field name: what it means cannot be known, so nothing varying on it may be shared.
+    if (!TOKEN.test(name)) return undefined
+    if (!out.includes(name)) out.push(name)
   }
   return out.sort()
 }
 
 function seconds(directive: string | undefined, fallback: number): number {
   if (directive === undefined) return fallback
-  const n = Number.parseInt(directive, 10)
-  return Number.isFinite(n) && n > 0 ? n * 1000 : 0
+  if (directive === INVALID) return 0
+  // A stale window longer than a year is a year: a mistyped value must not pin a copy for ever.
+  return Math.min(Number.parseInt(directive, 10) * 1000, MAX_STALE_MS)
 }
+
+const MAX_STALE_MS = 365 * 86_400_000
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i])

@@ -19,13 +19,15 @@ import {
   type SuiteServer,
 } from '../testing/index.js'
 import type { Store } from '../types.js'
-import { createHttpCache, type HttpCacheOptions, isDetached, nodeExchange } from './index.js'
+import { createHttpCache, forwardDetached, type HttpCacheOptions, isDetached, nodeExchange } from './index.js'
 
 function suiteRequest(req: IncomingMessage): SuiteRequest {
   const headers: Record<string, string | undefined> = {}
   for (const [name, value] of Object.entries(req.headers))
     headers[name] = Array.isArray(value) ? value.join(', ') : value
-  return { method: req.method ?? 'GET', url: req.url ?? '/', headers }
+  const url = req.url ?? '/'
+  const query = Object.fromEntries(new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : ''))
+  return { method: req.method ?? 'GET', url, headers, host: headers.host?.replace(/:\d*$/, ''), query }
 }
 
 function adaptOptions(options: SuiteCacheOptions): HttpCacheOptions<IncomingMessage> {
@@ -88,8 +90,10 @@ async function start(
       res.writeHead(405).end()
       return
     }
+    // The route's earlier middleware: it sets its headers before the cache runs (on detached refreshes too).
+    for (const [name, value] of Object.entries(entry.route.before ?? {})) res.setHeader(name, value)
     const run = () => void answer(entry.route, req, res)
-    if (isDetached(req)) return run()
+    if (isDetached(req)) return forwardDetached(res, run)
     const exchange = nodeExchange(req, res, run, req)
     entry.http.handle(detached ? exchange : { ...exchange, detached: undefined }).catch(() => {
       if (res.headersSent) res.destroy()
@@ -146,7 +150,7 @@ describe('over a Redis tier', () => {
   httpAdapterSuite(
     { ...harness, name: 'node:http, memory L1 + Redis L2' },
     {
-      groups: ['basics', 'coalescing', 'tags', 'body', 'stale'],
+      groups: ['basics', 'coalescing', 'tags', 'body', 'stale', 'safety', 'streaming'],
       createCache: () => {
         const tiers = [memoryStore(), redisStore({ client })]
         stores.push(...tiers)

@@ -50,6 +50,14 @@ export function nodeExchange<R>(
     request,
     source,
     forward: (head) => forward(res, run, head),
+    // The handler reads `req.url` (and express its query from it): the query part is replaced, the path is kept.
+    rewriteUrl: (to) => {
+      const at = to.indexOf('?')
+      const query = at < 0 ? '' : to.slice(at)
+      const own = req.url ?? '/'
+      const q = own.indexOf('?')
+      req.url = (q < 0 ? own : own.slice(0, q)) + query
+    },
     send: (response) => {
       // A reason phrase of our own: the handler's (express's error handler sets one) must not survive a discard.
       res.statusMessage = STATUS_CODES[response.status] ?? ''
@@ -74,14 +82,15 @@ export function nodeExchange<R>(
 function forward(
   res: ServerResponse,
   run: () => void,
-  head: (status: number, headers: HttpHeaders) => ForwardDecision,
+  head: (status: number, headers: HttpHeaders, outer: HttpHeaders) => ForwardDecision,
 ): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
     const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse
     const write = res.write as (...args: unknown[]) => boolean
     const end = res.end as (...args: unknown[]) => ServerResponse
-    // What earlier middleware set (CORS, a request id, a session cookie): it belongs to this request, not to the
-    // handler's answer, so the engine never sees (nor stores) it unchanged, and a discarded answer falls back to it.
+    // What earlier middleware set (CORS, a request id, a session cookie, Cache-Control: private): the engine judges
+    // the final headers, these included, but stores none of them unchanged (they belong to this request), and a
+    // discarded answer falls back to them.
     const outer = res.getHeaders()
     const before = Object.keys(outer)
     let discard = false
@@ -104,8 +113,9 @@ function forward(
       if (extra !== undefined && extra !== null) {
         for (const [name, value] of headerPairs(extra)) headers[name.toLowerCase()] = value
       }
-      for (const name of before) if (sameValue(headers[name], outer[name])) delete headers[name]
-      const decision = head(status, headers)
+      const unchanged: Record<string, string | number | readonly string[] | undefined> = {}
+      for (const name of before) if (sameValue(headers[name], outer[name])) unchanged[name] = headers[name]
+      const decision = head(status, headers, unchanged)
       if (decision.action === 'discard') {
         discard = true
         // Undo what the handler set; the engine answers with a stored copy through send().
@@ -199,15 +209,17 @@ function sameValue(a: unknown, b: unknown): boolean {
 const OUTER = Symbol('@cache/core/http.outer')
 
 /**
- * For a request made by `runDetached` (see `isDetached`): runs the handler, leaving out of the collected response
- * what earlier middleware had set on `res` (a request id, a session cookie): the refresh stores the handler's answer,
- * not another request's headers.
+ * For a request made by `runDetached` (see `isDetached`): runs the handler, telling the engine what earlier
+ * middleware had set on `res` (a request id, a session cookie, `Cache-Control: private`): those headers count in
+ * whether the refresh may be stored, as on any answer, but are left out of the stored copy. `outer` gives them when
+ * they are not on `res` (hono keeps them on its own Response until the handler is done).
  *
  * @example
  * if (isDetached(req)) return forwardDetached(res, next)
  */
-export function forwardDetached(res: ServerResponse, run: () => void): void {
-  ;(res as unknown as Record<symbol, unknown>)[OUTER] = res.getHeaders()
+export function forwardDetached(res: ServerResponse, run: () => void, outer?: Record<string, string | string[]>): void {
+  const mine = res as unknown as Record<symbol, unknown>
+  mine[OUTER] = outer === undefined ? res.getHeaders() : { ...res.getHeaders(), ...outer }
   run()
 }
 
@@ -294,12 +306,14 @@ export function runDetached(server: Server, request: HttpRequest): Promise<HttpR
       clearTimeout(timer)
       ;(this as unknown as { finished: boolean }).finished = true
       const out: Record<string, string | string[]> = {}
+      const unchanged: Record<string, string | string[]> = {}
       const outer = (this as unknown as Record<symbol, Record<string, unknown> | undefined>)[OUTER]
       for (const [name, value] of Object.entries(this.getHeaders())) {
-        if (value === undefined || (outer !== undefined && sameValue(value, outer[name]))) continue
+        if (value === undefined) continue
         out[name] = Array.isArray(value) ? value : String(value)
+        if (outer !== undefined && sameValue(value, outer[name])) unchanged[name] = out[name]
       }
-      resolve({ status: this.statusCode, headers: out, body: Buffer.concat(chunks) })
+      resolve({ status: this.statusCode, headers: out, outer: unchanged, body: Buffer.concat(chunks) })
       this.emit('prefinish')
       this.emit('finish')
       this.emit('close')

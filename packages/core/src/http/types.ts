@@ -13,8 +13,14 @@ export interface HttpRequest {
   readonly protocol: string
   /** Path and query as the client sent them ('/todos?page=2'); express's `originalUrl`, not its `url`. */
   readonly url: string
-  /** Lower-case names. `host` is part of the key. */
+  /** Lower-case names. `host` is part of the key (unless `host` below is given). */
   readonly headers: HttpHeaders
+  /**
+   * The host the application sees, when it is not the `Host` header: express or fastify behind a trusted proxy read
+   * `X-Forwarded-Host`. It is validated (RFC 9110 `uri-host [":" port]`) and keyed instead of `Host`. @default the
+   * `Host` header
+   */
+  readonly host?: string | undefined
 }
 
 /** A complete response: what is stored, and what the engine sends on a hit. */
@@ -24,6 +30,12 @@ export interface HttpResponse {
   readonly headers: HttpHeaders
   /** Binary-safe. Empty for HEAD, 304 and 204 answers. */
   readonly body: Uint8Array
+  /**
+   * Only on what `HttpExchange.detached` resolves with: the headers that middleware before the cache had set on this
+   * response (same name and value as in `headers`). They count in whether and how long the response is stored, as
+   * every final header does, but they are left out of the stored copy.
+   */
+  readonly outer?: HttpHeaders | undefined
 }
 
 /**
@@ -64,13 +76,27 @@ export interface HttpExchange<R = HttpRequest> {
    * cap, the stream was aborted, or the adapter cannot collect this kind of body. An adapter that holds the whole
    * response before sending it (hono) may call `head` once more, with the `content-length` it learnt by reading a
    * body the first decision asked to collect: the second decision replaces the first.
+   *
+   * `headers` are the response's final headers, whoever set them (the handler, or middleware that ran before the
+   * cache): the decision is taken on all of them. `outer` are those that earlier middleware had set and the handler
+   * left as they were (same name and value): they are kept out of the stored copy, since they belong to this
+   * request (a request id, a session cookie), and the earlier middleware sets them again on the next request.
    */
-  forward(head: (status: number, headers: HttpHeaders) => ForwardDecision): Promise<Uint8Array | undefined>
+  forward(
+    head: (status: number, headers: HttpHeaders, outer?: HttpHeaders) => ForwardDecision,
+  ): Promise<Uint8Array | undefined>
   /**
    * Sends a response the engine made (a hit, a 304, a stale copy). Status, headers and body are sent exactly as
    * given: `content-length` is set by the engine (also on HEAD, where the body is empty).
    */
   send(response: HttpResponse): void | Promise<void>
+  /**
+   * Makes the handler see `url` (path and query, as in `HttpRequest.url`) instead of the request's own: how the
+   * engine removes the parameters of `ignoreQuery` from what the application reads (URL and parsed query), so that
+   * a parameter left out of the key can never shape a stored answer. Called at most once, before the handler runs.
+   * Optional: without it, no parameter is ignored (every one is part of the key).
+   */
+  rewriteUrl?: ((url: string) => void) | undefined
   /**
    * Runs the route's handler for this request with `headers` added to its response, and watches nothing: how the
    * engine serves a URL whose responses it has seen are not storable, again and again (hit-for-pass). Optional:
@@ -89,8 +115,11 @@ export interface HttpExchange<R = HttpRequest> {
 /** How a route caches; every field is optional. `R` is the framework's request type (see `HttpExchange.source`). */
 export interface HttpCacheOptions<R = HttpRequest> {
   /**
-   * How long a response stays fresh when it says nothing (no `s-maxage`, `max-age` or `Expires`), and the cap on what
-   * it says. @default '1m'
+   * How long a response stays fresh when it says nothing about its freshness (no `s-maxage`, `max-age` or
+   * `Expires`), and the cap on what it says. Left out, a response that says nothing is not stored at all (so an
+   * app-wide `cacheResponse(cache)` never stores a page that did not ask to be cached, such as private data under
+   * `/account/profile.css`), and what a response says is capped at one minute. @default undefined (only responses
+   * that state their freshness are stored, for at most '1m')
    */
   ttl?: Duration
   /**
@@ -122,8 +151,17 @@ export interface HttpCacheOptions<R = HttpRequest> {
    * §15.1; 206 only for requests with `Range`, which is then part of the key)
    */
   statuses?: readonly number[] | undefined
-  /** Query parameters left out of the key; a trailing '*' matches a prefix. @default ['utm_*', 'fbclid', 'gclid'] */
+  /**
+   * Query parameters left out of the key, and removed from the URL the handler sees (so they can never shape a stored
+   * answer); a trailing '*' matches a prefix. Names are matched as sent (percent-encoded). @default ['utm_*',
+   * 'fbclid', 'gclid']
+   */
   ignoreQuery?: readonly string[] | undefined
+  /**
+   * Most variants (distinct values of the headers its `Vary` names) kept per URL; storing one more drops the oldest.
+   * Bounds what a flood of `Accept-Language` values can store, and what invalidating the URL costs. @default 100
+   */
+  maxVariants?: number | undefined
   /** Responses with a bigger body are passed through uncached. @default 1_048_576 (1 MiB) */
   maxBodySize?: number | undefined
   /** Cross-process coalescing of misses (see `GetOrSetOptions.lock`). @default the cache's `lock` */

@@ -15,6 +15,10 @@ export interface Reply {
 export interface RequestInit {
   method?: string
   headers?: Record<string, string>
+  /** A body, sent with its `content-length` (`rawRequest` only: `fetch` sends none with GET). */
+  body?: string
+  /** The request-target sent exactly as given, instead of the URL's path and query (`rawRequest` only). */
+  target?: string
 }
 
 const decoder = new TextDecoder()
@@ -42,7 +46,21 @@ export async function fetchReply(url: string, init: RequestInit = {}): Promise<R
  */
 export function rawRequest(url: string, init: RequestInit = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: init.method ?? 'GET', headers: init.headers ?? {}, agent: false }, (res) => {
+    const at = new URL(url)
+    const options = {
+      method: init.method ?? 'GET',
+      // Node sends a GET's body without a length unless told it.
+      headers:
+        init.body === undefined
+          ? (init.headers ?? {})
+          : { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) },
+      agent: false,
+      host: at.hostname,
+      port: at.port,
+      // A path given as a string is sent as is: a URL would drop a '#…' or normalise '..'.
+      path: init.target ?? at.pathname + at.search,
+    }
+    const req = httpRequest(options, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk: Buffer) => chunks.push(chunk))
       // 'close' comes after 'end' on a complete body, and alone when the server cut the connection mid-body.
@@ -58,7 +76,7 @@ export function rawRequest(url: string, init: RequestInit = {}): Promise<Reply> 
       })
     })
     req.on('error', reject)
-    req.end()
+    req.end(init.body)
   })
 }
 

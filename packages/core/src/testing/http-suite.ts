@@ -19,9 +19,16 @@ import {
 /** A request as a suite route's callbacks see it, whatever the framework. Header names in lower case. */
 export interface SuiteRequest {
   readonly method: string
-  /** Path and query as sent. */
+  /** Path and query as the app reads them (express `req.originalUrl`, fastify `request.url`, hono's URL). */
   readonly url: string
   readonly headers: Readonly<Record<string, string | undefined>>
+  /**
+   * The host name the framework gives the app (express `req.hostname`, fastify `request.hostname`, hono and
+   * node:http the `Host` header's): behind a trusted proxy, `X-Forwarded-Host`'s.
+   */
+  readonly host?: string | undefined
+  /** The query as the framework parsed it for the app (express `req.query`, fastify `request.query`, …). */
+  readonly query?: Readonly<Record<string, unknown>> | undefined
 }
 
 /** What a suite handler answers; the harness turns it into its framework's response. */
@@ -50,6 +57,7 @@ export interface SuiteCacheOptions {
   statuses?: readonly number[]
   ignoreQuery?: readonly string[]
   maxBodySize?: number
+  maxVariants?: number
   lock?: boolean | LockOptions
   cacheStatus?: string | false
 }
@@ -61,6 +69,18 @@ export interface SuiteRoute {
   readonly methods?: readonly ('GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE')[]
   readonly cache: SuiteCacheOptions
   readonly handler: (req: SuiteRequest) => SuiteReply | Promise<SuiteReply>
+  /**
+   * Headers that middleware running BEFORE the cache sets on the response (an auth middleware's
+   * `Cache-Control: private, no-store`, an i18n middleware's `Vary: Accept-Language`): the harness installs such a
+   * middleware in front of the cache middleware of this route.
+   */
+  readonly before?: Readonly<Record<string, string>>
+}
+
+/** How the harness sets its framework up for a test. */
+export interface SuiteSetup {
+  /** The app trusts the proxy in front of it: express `'trust proxy'`, fastify `trustProxy` (X-Forwarded-*). */
+  readonly trustProxy?: boolean
 }
 
 /** A running server of the harness. */
@@ -81,13 +101,21 @@ export interface HttpAdapterCapabilities {
   streaming: boolean
   /** Stale entries are revalidated in the background while the stale copy is served at once. Default true. */
   backgroundRevalidation: boolean
+  /**
+   * The framework can trust a proxy (`SuiteSetup.trustProxy`) and then gives the app `X-Forwarded-Host` as its host
+   * (express, fastify). Default false.
+   */
+  trustProxy: boolean
 }
 
 export interface HttpAdapterHarness {
   /** Shown in the suite's describe(). */
   readonly name: string
-  /** Starts a server on 127.0.0.1 (port 0) that serves `routes`, each behind the adapter with its `cache` options. */
-  start(cache: Cache, routes: readonly SuiteRoute[]): Promise<SuiteServer>
+  /**
+   * Starts a server on 127.0.0.1 (port 0) that serves `routes`, each behind the adapter with its `cache` options,
+   * and behind a middleware that sets a route's `before` headers (when it has some) in front of the cache.
+   */
+  start(cache: Cache, routes: readonly SuiteRoute[], setup?: SuiteSetup): Promise<SuiteServer>
   /**
    * Calls a route as a client and returns status, headers and body text. Default: `fetch(server.url + path, init)`.
    * tRPC's harness maps the path to a query procedure and unwraps the data.
@@ -116,6 +144,7 @@ export type HttpSuiteGroup =
   | 'streaming'
   | 'leaks'
   | 'keys'
+  | 'safety'
 
 export interface HttpAdapterSuiteOptions {
   /** Makes the cache for each test; default `createCache()` (memory store). The suite closes it after the test. */
@@ -139,6 +168,7 @@ const ALL_GROUPS: readonly HttpSuiteGroup[] = [
   'streaming',
   'leaks',
   'keys',
+  'safety',
 ]
 /** The groups a data-level adapter (`capabilities.http` false) runs, through `harness.call` only. */
 const DATA_GROUPS: ReadonlySet<HttpSuiteGroup> = new Set(['basics', 'coalescing', 'stale', 'tags', 'leaks', 'keys'])
@@ -287,6 +317,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
     http: true,
     streaming: true,
     backgroundRevalidation: true,
+    trustProxy: false,
     ...harness.capabilities,
   }
   const wanted = new Set<HttpSuiteGroup>(options.groups ?? ALL_GROUPS)
@@ -295,9 +326,13 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
   const caches: Cache[] = []
 
   async function app(...routes: SuiteRoute[]): Promise<App> {
+    return appWith({}, ...routes)
+  }
+
+  async function appWith(setup: SuiteSetup, ...routes: SuiteRoute[]): Promise<App> {
     const cache = await makeCache()
     caches.push(cache)
-    const server = await harness.start(cache, routes)
+    const server = await harness.start(cache, routes, setup)
     servers.push(server)
     return {
       server,
@@ -322,6 +357,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
   const backgroundIt = itWhen(caps.backgroundRevalidation)
   const foregroundIt = itWhen(!caps.backgroundRevalidation)
   const httpBackgroundIt = itWhen(caps.http && caps.backgroundRevalidation)
+  const trustProxyIt = itWhen(caps.http && caps.trustProxy)
 
   describe(`httpAdapterSuite: ${harness.name}`, () => {
     afterEach(async () => {
@@ -332,7 +368,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
     group('basics', () => {
       it('runs the handler once for repeated requests and answers each with its body', async () => {
         const route = counted((n) => ({ body: `hello ${n}` }))
-        const a = await app({ path: '/hello', cache: {}, handler: route.handler })
+        const a = await app({ path: '/hello', cache: { ttl: '1m' }, handler: route.handler })
         for (let i = 0; i < 3; i++) expect(await a.call('/hello')).toMatchObject({ status: 200, body: 'hello 1' })
         expect(route.calls).toBe(1)
       })
@@ -341,8 +377,8 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const one = counted(() => ({ body: 'one' }))
         const two = counted(() => ({ body: 'two' }))
         const a = await app(
-          { path: '/one', cache: {}, handler: one.handler },
-          { path: '/two', cache: {}, handler: two.handler },
+          { path: '/one', cache: { ttl: '1m' }, handler: one.handler },
+          { path: '/two', cache: { ttl: '1m' }, handler: two.handler },
         )
         for (let i = 0; i < 2; i++) {
           expect((await a.call('/one')).body).toBe('one')
@@ -363,7 +399,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('passes a failing handler through and stores nothing of it', async () => {
         const route = counted((n) => (n === 1 ? { throws: new Error('boom') } : { body: 'ok' }))
-        const a = await app({ path: '/flaky', cache: {}, handler: route.handler })
+        const a = await app({ path: '/flaky', cache: { ttl: '1m' }, handler: route.handler })
         expect((await a.call('/flaky')).status).toBeGreaterThanOrEqual(500)
         expect(await a.call('/flaky')).toMatchObject({ status: 200, body: 'ok' })
         expect(await a.call('/flaky')).toMatchObject({ status: 200, body: 'ok' })
@@ -376,7 +412,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           headers: { 'content-type': 'text/html; charset=utf-8', 'x-custom': 'kept', 'content-language': 'en' },
           body: '<p>hi</p>',
         }))
-        const a = await app({ path: '/page', cache: {}, handler: route.handler })
+        const a = await app({ path: '/page', cache: { ttl: '1m' }, handler: route.handler })
         const miss = await a.get('/page')
         const hit = await a.get('/page')
         expectStored(miss)
@@ -397,7 +433,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           headers: { 'proxy-authenticate': 'Basic realm="x"', 'x-end': 'yes' },
           body: 'b',
         }))
-        const a = await app({ path: '/hop', cache: {}, handler: route.handler })
+        const a = await app({ path: '/hop', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/hop')
         const hit = await a.get('/hop')
         expectHit(hit)
@@ -407,7 +443,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('serves only GET and HEAD from the cache: POST is passed to the handler each time', async () => {
         const route = counted((n, req) => ({ body: `${req.method} ${n}` }))
-        const a = await app({ path: '/form', methods: ['GET', 'POST'], cache: {}, handler: route.handler })
+        const a = await app({ path: '/form', methods: ['GET', 'POST'], cache: { ttl: '1m' }, handler: route.handler })
         expect((await a.get('/form', { method: 'POST' })).text).toBe('POST 1')
         expect((await a.get('/form', { method: 'POST' })).text).toBe('POST 2')
         expect((await a.get('/form')).text).toBe('GET 3')
@@ -419,7 +455,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('answers HEAD from the stored GET: same status and headers, no body', async () => {
         const route = counted(() => ({ headers: { 'content-type': 'text/plain', 'x-custom': 'h' }, body: page }))
-        const a = await app({ path: '/page', cache: {}, handler: route.handler })
+        const a = await app({ path: '/page', cache: { ttl: '1m' }, handler: route.handler })
         const get = await a.get('/page')
         const head = await a.get('/page', { method: 'HEAD' })
         expect(head.status).toBe(200)
@@ -433,7 +469,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('a HEAD on a cold key never stores an empty body', async () => {
         const route = counted(() => ({ headers: { 'content-type': 'text/plain' }, body: page }))
-        const a = await app({ path: '/page', cache: {}, handler: route.handler })
+        const a = await app({ path: '/page', cache: { ttl: '1m' }, handler: route.handler })
         const head = await a.get('/page', { method: 'HEAD' })
         expect(head.status).toBe(200)
         expect(head.bytes.length).toBe(0)
@@ -448,7 +484,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       })
 
       it('a HEAD on a cold key is a miss: fwd=miss, and stored (a full GET filled it) or detail=method', async () => {
-        const a = await app({ path: '/page', cache: {}, handler: () => ({ body: page }) })
+        const a = await app({ path: '/page', cache: { ttl: '1m' }, handler: () => ({ body: page }) })
         const head = await a.get('/page', { method: 'HEAD' })
         const params = cacheStatus(head)
         expect(params.hit, `not a hit: the cache had nothing (got ${JSON.stringify(params)})`).toBeUndefined()
@@ -463,7 +499,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('If-None-Match with the stored ETag: 304 without a body, with ETag, Cache-Status and Age', async () => {
         const route = etagged()
-        const a = await app({ path: '/e', cache: {}, handler: route.handler })
+        const a = await app({ path: '/e', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/e')
         const reply = await a.get('/e', { headers: { 'if-none-match': '"v1"' } })
         expect(reply.status).toBe(304)
@@ -474,14 +510,14 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       })
 
       it('compares weakly: W/"v1" matches "v1"', async () => {
-        const a = await app({ path: '/e', cache: {}, handler: etagged().handler })
+        const a = await app({ path: '/e', cache: { ttl: '1m' }, handler: etagged().handler })
         await a.get('/e')
         expect((await a.get('/e', { headers: { 'if-none-match': 'W/"v1"' } })).status).toBe(304)
       })
 
       it('matches a list when any member matches, and answers 200 in full when none does', async () => {
         const route = etagged()
-        const a = await app({ path: '/e', cache: {}, handler: route.handler })
+        const a = await app({ path: '/e', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/e')
         expect((await a.get('/e', { headers: { 'if-none-match': '"a", W/"b", "v1"' } })).status).toBe(304)
         const full = await a.get('/e', { headers: { 'if-none-match': '"a", "b"' } })
@@ -492,14 +528,14 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       })
 
       it('matches * against any stored response', async () => {
-        const a = await app({ path: '/e', cache: {}, handler: etagged().handler })
+        const a = await app({ path: '/e', cache: { ttl: '1m' }, handler: etagged().handler })
         await a.get('/e')
         expect((await a.get('/e', { headers: { 'if-none-match': '*' } })).status).toBe(304)
       })
 
       it('computes a weak ETag when the origin sends none, and honours it', async () => {
         const route = counted(() => ({ body: 'no tag' }))
-        const a = await app({ path: '/n', cache: {}, handler: route.handler })
+        const a = await app({ path: '/n', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/n')
         const hit = await a.get('/n')
         const etag = hit.headers.get('etag')
@@ -513,7 +549,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       it('If-Modified-Since: 304 unless Last-Modified is after it', async () => {
         const modified = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000)
         const route = counted(() => ({ headers: { 'last-modified': modified.toUTCString() }, body: 'dated' }))
-        const a = await app({ path: '/d', cache: {}, handler: route.handler })
+        const a = await app({ path: '/d', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/d')
         const same = await a.get('/d', { headers: { 'if-modified-since': modified.toUTCString() } })
         expect(same.status).toBe(304)
@@ -530,7 +566,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       it('ignores If-Modified-Since when the request has If-None-Match', async () => {
         const modified = new Date(Date.now() - 3_600_000).toUTCString()
         const route = counted(() => ({ headers: { etag: '"v1"', 'last-modified': modified }, body: 'both' }))
-        const a = await app({ path: '/b', cache: {}, handler: route.handler })
+        const a = await app({ path: '/b', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/b')
         const reply = await a.get('/b', { headers: { 'if-none-match': '"other"', 'if-modified-since': modified } })
         expect(reply.status).toBe(200)
@@ -575,8 +611,8 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('names the member after cacheStatus, and leaves the header out with false', async () => {
         const a = await app(
-          { path: '/named', cache: { cacheStatus: 'edge' }, handler: () => ({ body: 'n' }) },
-          { path: '/silent', cache: { cacheStatus: false }, handler: () => ({ body: 's' }) },
+          { path: '/named', cache: { ttl: '1m', cacheStatus: 'edge' }, handler: () => ({ body: 'n' }) },
+          { path: '/silent', cache: { ttl: '1m', cacheStatus: false }, handler: () => ({ body: 's' }) },
         )
         const miss = await a.get('/named')
         expect(parseCacheStatus(miss.headers.get('cache-status'), 'edge')).toMatchObject({ fwd: 'miss', stored: true })
@@ -589,7 +625,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       })
 
       it('a request with credentials says fwd=bypass; detail=authorization or detail=cookie', async () => {
-        const a = await app({ path: '/c', cache: {}, handler: () => ({ body: 'c' }) })
+        const a = await app({ path: '/c', cache: { ttl: '1m' }, handler: () => ({ body: 'c' }) })
         expectBypass(await a.get('/c', { headers: { authorization: 'Bearer a' } }), 'authorization')
         expectBypass(await a.get('/c', { headers: { cookie: 'sid=a' } }), 'cookie')
       })
@@ -598,7 +634,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const a = await app({
           path: '/m',
           methods: ['GET', 'POST', 'DELETE'],
-          cache: {},
+          cache: { ttl: '1m' },
           handler: () => ({ body: 'm' }),
         })
         for (const method of ['POST', 'DELETE']) {
@@ -615,7 +651,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           headers: { vary: 'X-Lang' },
           body: `${req.headers['x-lang'] ?? 'none'} ${n}`,
         }))
-        const a = await app({ path: '/v', cache: {}, handler: route.handler })
+        const a = await app({ path: '/v', cache: { ttl: '1m' }, handler: route.handler })
         const en = { headers: { 'x-lang': 'en' } }
         const fr = { headers: { 'x-lang': 'fr' } }
         expectStored(await a.get('/v', en))
@@ -635,7 +671,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           headers: { vary: 'x-a, x-b' },
           body: `${req.headers['x-a']}${req.headers['x-b']} ${n}`,
         }))
-        const a = await app({ path: '/v', cache: {}, handler: route.handler })
+        const a = await app({ path: '/v', cache: { ttl: '1m' }, handler: route.handler })
         const ask = (x: string, y: string) => a.get('/v', { headers: { 'x-a': x, 'x-b': y } })
         expect((await ask('1', '1')).text).toBe('11 1')
         expect((await ask('1', '2')).text).toBe('12 2')
@@ -647,7 +683,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('never stores Vary: *', async () => {
         const route = counted((n) => ({ headers: { vary: '*' }, body: `star ${n}` }))
-        const a = await app({ path: '/star', cache: {}, handler: route.handler })
+        const a = await app({ path: '/star', cache: { ttl: '1m' }, handler: route.handler })
         expectNotStored(await a.get('/star'), 'vary')
         const second = await a.get('/star')
         expect(second.text).toBe('star 2')
@@ -659,7 +695,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
     group('storable', () => {
       it('never stores no-store', async () => {
         const route = counted((n) => ({ headers: { 'cache-control': 'no-store' }, body: `n${n}` }))
-        const a = await app({ path: '/ns', cache: {}, handler: route.handler })
+        const a = await app({ path: '/ns', cache: { ttl: '1m' }, handler: route.handler })
         expectNotStored(await a.get('/ns'), 'no-store')
         expect((await a.get('/ns')).text).toBe('n2')
         expect(route.calls).toBe(2)
@@ -667,7 +703,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('never stores private', async () => {
         const route = counted((n) => ({ headers: { 'cache-control': 'private, max-age=60' }, body: `p${n}` }))
-        const a = await app({ path: '/p', cache: {}, handler: route.handler })
+        const a = await app({ path: '/p', cache: { ttl: '1m' }, handler: route.handler })
         expectNotStored(await a.get('/p'), 'private')
         expect((await a.get('/p')).text).toBe('p2')
         expect(route.calls).toBe(2)
@@ -675,7 +711,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('stores no-cache but sends every request to the handler', async () => {
         const route = counted((n) => ({ headers: { 'cache-control': 'no-cache' }, body: `c${n}` }))
-        const a = await app({ path: '/nc', cache: {}, handler: route.handler })
+        const a = await app({ path: '/nc', cache: { ttl: '1m' }, handler: route.handler })
         for (let n = 1; n <= 3; n++) {
           const reply = await a.get('/nc')
           expect(reply.text).toBe(`c${n}`)
@@ -688,7 +724,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const route = counted((n) =>
           n === 1 ? { headers: { 'cache-control': 'no-cache' }, body: 'good' } : { status: 503, body: 'down' },
         )
-        const a = await app({ path: '/nc', cache: { staleIfError: '1m' }, handler: route.handler })
+        const a = await app({ path: '/nc', cache: { ttl: '1m', staleIfError: '1m' }, handler: route.handler })
         await a.get('/nc')
         const reply = await a.get('/nc')
         expect(reply.status).toBe(200)
@@ -701,7 +737,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const calls = new Map<number, number>()
         const a = await app({
           path: '/status',
-          cache: {},
+          cache: { ttl: '1m' },
           handler: (req) => {
             const code = Number(new URL(req.url, 'http://x').searchParams.get('code'))
             calls.set(code, (calls.get(code) ?? 0) + 1)
@@ -729,7 +765,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
             ? { body: '0123456789' }
             : { status: 206, headers: { 'content-range': 'bytes 0-3/10' }, body: '0123' },
         )
-        const a = await app({ path: '/r', cache: {}, handler: route.handler })
+        const a = await app({ path: '/r', cache: { ttl: '1m' }, handler: route.handler })
         const range = { headers: { range: 'bytes=0-3' } }
         expect((await a.get('/r', range)).status).toBe(206)
         const partial = await a.get('/r', range)
@@ -747,7 +783,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('statuses replaces the default list', async () => {
         const route = counted((_, req) => ({ status: req.url.includes('created') ? 201 : 404, body: 'x' }))
-        const a = await app({ path: '/s', cache: { statuses: [200, 201] }, handler: route.handler })
+        const a = await app({ path: '/s', cache: { ttl: '1m', statuses: [200, 201] }, handler: route.handler })
         await a.get('/s?created')
         expectHit(await a.get('/s?created'))
         await a.get('/s?missing')
@@ -797,7 +833,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const route: SuiteRoute = {
           path: '/todos',
           methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-          cache: {},
+          cache: { ttl: '1m' },
           handler: (req): SuiteReply => {
             if (req.method === 'GET' || req.method === 'HEAD') {
               state.reads++
@@ -842,7 +878,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('never stores the response of an unsafe method', async () => {
         const route = counted((n) => ({ body: `post ${n}` }))
-        const a = await app({ path: '/p', methods: ['POST'], cache: {}, handler: route.handler })
+        const a = await app({ path: '/p', methods: ['POST'], cache: { ttl: '1m' }, handler: route.handler })
         expect((await a.get('/p', { method: 'POST' })).text).toBe('post 1')
         expect((await a.get('/p', { method: 'POST' })).text).toBe('post 2')
       })
@@ -860,7 +896,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('drops the same URL with its query', async () => {
         const route = counted((n) => ({ body: `page ${n}` }))
-        const a = await app({ path: '/todos', methods: ['GET', 'POST'], cache: {}, handler: route.handler })
+        const a = await app({ path: '/todos', methods: ['GET', 'POST'], cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/todos?page=2')
         expectHit(await a.get('/todos?page=2'))
         await a.get('/todos?page=2', { method: 'POST' })
@@ -874,11 +910,11 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           {
             path: '/todos',
             methods: ['POST'],
-            cache: {},
+            cache: { ttl: '1m' },
             handler: () => ({ status: 201, headers: { location: '/todos/7', 'content-location': '/todos/8' } }),
           },
-          { path: '/todos/7', cache: {}, handler: item.handler },
-          { path: '/todos/8', cache: {}, handler: other.handler },
+          { path: '/todos/7', cache: { ttl: '1m' }, handler: item.handler },
+          { path: '/todos/8', cache: { ttl: '1m' }, handler: other.handler },
         )
         await a.get('/todos/7')
         await a.get('/todos/8')
@@ -894,10 +930,10 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           {
             path: '/todos',
             methods: ['POST'],
-            cache: {},
+            cache: { ttl: '1m' },
             handler: () => ({ status: 201, headers: { location: 'http://other.example/todos/7' } }),
           },
-          { path: '/todos/7', cache: {}, handler: item.handler },
+          { path: '/todos/7', cache: { ttl: '1m' }, handler: item.handler },
         )
         const other = { headers: { host: 'other.example' } }
         await a.raw('/todos/7', other)
@@ -910,11 +946,11 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       it("drops the route's invalidateTags after a success, and not after a failure", async () => {
         const list = counted((n) => ({ body: `list ${n}` }))
         const a = await app(
-          { path: '/list', cache: { tags: () => ['todos'] }, handler: list.handler },
+          { path: '/list', cache: { ttl: '1m', tags: () => ['todos'] }, handler: list.handler },
           {
             path: '/todos',
             methods: ['POST'],
-            cache: { invalidateTags: () => ['todos'] },
+            cache: { ttl: '1m', invalidateTags: () => ['todos'] },
             handler: (req) => ({ status: req.headers['x-fail'] ? 500 : 201 }),
           },
         )
@@ -931,8 +967,8 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const one = counted((n) => ({ body: `a${n}` }))
         const two = counted((n) => ({ body: `b${n}` }))
         const a = await app(
-          { path: '/a', cache: { tags: () => ['tag-a', 'all'] }, handler: one.handler },
-          { path: '/b', cache: { tags: () => ['tag-b', 'all'] }, handler: two.handler },
+          { path: '/a', cache: { ttl: '1m', tags: () => ['tag-a', 'all'] }, handler: one.handler },
+          { path: '/b', cache: { ttl: '1m', tags: () => ['tag-b', 'all'] }, handler: two.handler },
         )
         await a.call('/a')
         await a.call('/b')
@@ -948,7 +984,11 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       httpIt('tags may depend on the request', async () => {
         const route = counted((n, req) => ({ body: `${req.url} ${n}` }))
         const id = (req: SuiteRequest) => new URL(req.url, 'http://x').searchParams.get('id') ?? ''
-        const a = await app({ path: '/item', cache: { tags: (req) => [`item:${id(req)}`] }, handler: route.handler })
+        const a = await app({
+          path: '/item',
+          cache: { ttl: '1m', tags: (req) => [`item:${id(req)}`] },
+          handler: route.handler,
+        })
         await a.get('/item?id=1')
         await a.get('/item?id=2')
         await a.cache.invalidateTags(['item:1'])
@@ -964,7 +1004,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           await sleep(100)
           return { body: `shared ${n}` }
         })
-        const a = await app({ path: '/hot', cache: {}, handler: route.handler })
+        const a = await app({ path: '/hot', cache: { ttl: '1m' }, handler: route.handler })
         const replies = await Promise.all(Array.from({ length: 1000 }, () => a.call('/hot')))
         expect(route.calls).toBe(1)
         for (const reply of replies) expect(reply).toMatchObject({ status: 200, body: 'shared 1' })
@@ -975,7 +1015,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           await sleep(100)
           return { body: `locked ${n}` }
         })
-        const a = await app({ path: '/locked', cache: { lock: true }, handler: route.handler })
+        const a = await app({ path: '/locked', cache: { ttl: '1m', lock: true }, handler: route.handler })
         const replies = await Promise.all(Array.from({ length: 100 }, () => a.call('/locked')))
         expect(route.calls).toBe(1)
         for (const reply of replies) expect(reply.body).toBe('locked 1')
@@ -987,7 +1027,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           await held.promise
           return { body: `w${n}` }
         })
-        const a = await app({ path: '/w', cache: {}, handler: route.handler })
+        const a = await app({ path: '/w', cache: { ttl: '1m' }, handler: route.handler })
         const pending = Promise.all(Array.from({ length: 50 }, () => a.get('/w')))
         await sleep(200)
         held.open()
@@ -1006,7 +1046,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           await sleep(50)
           return { headers: { 'cache-control': 'no-store' }, body: `own ${n}` }
         })
-        const a = await app({ path: '/own', cache: {}, handler: route.handler })
+        const a = await app({ path: '/own', cache: { ttl: '1m' }, handler: route.handler })
         const replies = await Promise.all(Array.from({ length: 20 }, () => a.get('/own')))
         expect(route.calls).toBe(20)
         expect(new Set(replies.map((reply) => reply.text)).size).toBe(20)
@@ -1119,7 +1159,11 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('must-revalidate forbids serving stale', async () => {
         const { state, handler } = versioned({ headers: { 'cache-control': 'max-age=1, must-revalidate' } })
-        const a = await app({ path: '/mr', cache: { staleWhileRevalidate: '1m', staleIfError: '1m' }, handler })
+        const a = await app({
+          path: '/mr',
+          cache: { ttl: '1m', staleWhileRevalidate: '1m', staleIfError: '1m' },
+          handler,
+        })
         await a.get('/mr')
         await sleep(1200)
         state.mode = '5xx'
@@ -1128,7 +1172,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt("the response's own stale-if-error overrides the route's", async () => {
         const { state, handler } = versioned({ headers: { 'cache-control': 'max-age=1, stale-if-error=60' } })
-        const a = await app({ path: '/own-sie', cache: {}, handler })
+        const a = await app({ path: '/own-sie', cache: { ttl: '1m' }, handler })
         await a.get('/own-sie')
         await sleep(1200)
         state.mode = '5xx'
@@ -1142,7 +1186,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           hold: true,
           headers: { 'cache-control': 'max-age=1, stale-while-revalidate=60' },
         })
-        const a = await app({ path: '/own-swr', cache: {}, handler })
+        const a = await app({ path: '/own-swr', cache: { ttl: '1m' }, handler })
         await a.get('/own-swr')
         await sleep(1200)
         const reply = await within(a.get('/own-swr'), 10_000, 'a stale request while the refresh is held')
@@ -1157,7 +1201,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       it('keeps all 256 byte values exact through the cache', async () => {
         const bytes = new Uint8Array(1024).map((_, i) => i % 256)
         const route = counted(() => ({ headers: { 'content-type': 'application/octet-stream' }, body: bytes }))
-        const a = await app({ path: '/bin', cache: {}, handler: route.handler })
+        const a = await app({ path: '/bin', cache: { ttl: '1m' }, handler: route.handler })
         const miss = await a.get('/bin')
         const hit = await a.get('/bin')
         expect(equalBytes(miss.bytes, bytes)).toBe(true)
@@ -1170,7 +1214,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       it('keeps 64 KiB of random bytes exact through the cache', async () => {
         const bytes = new Uint8Array(randomBytes(64 * 1024))
         const route = counted(() => ({ headers: { 'content-type': 'application/octet-stream' }, body: bytes }))
-        const a = await app({ path: '/rand', cache: {}, handler: route.handler })
+        const a = await app({ path: '/rand', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/rand')
         const hit = await a.get('/rand')
         expect(hit.bytes.length).toBe(bytes.length)
@@ -1184,8 +1228,8 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const bigRoute = counted(() => ({ body: big }))
         const exactRoute = counted(() => ({ body: exact }))
         const a = await app(
-          { path: '/big', cache: { maxBodySize: 1000 }, handler: bigRoute.handler },
-          { path: '/exact', cache: { maxBodySize: 1000 }, handler: exactRoute.handler },
+          { path: '/big', cache: { ttl: '1m', maxBodySize: 1000 }, handler: bigRoute.handler },
+          { path: '/exact', cache: { ttl: '1m', maxBodySize: 1000 }, handler: exactRoute.handler },
         )
         for (let i = 0; i < 2; i++) {
           const reply = await a.get('/big')
@@ -1200,14 +1244,14 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       it('caps bodies at 1 MiB by default', async () => {
         const big = new Uint8Array(randomBytes(1024 * 1024 + 1))
         const route = counted(() => ({ body: big }))
-        const a = await app({ path: '/mib', cache: {}, handler: route.handler })
+        const a = await app({ path: '/mib', cache: { ttl: '1m' }, handler: route.handler })
         for (let i = 0; i < 2; i++) expect(equalBytes((await a.get('/mib')).bytes, big)).toBe(true)
         expect(route.calls).toBe(2)
       })
 
       it('stores an empty 204 and replays it empty', async () => {
         const route = counted(() => ({ status: 204 }))
-        const a = await app({ path: '/empty', cache: {}, handler: route.handler })
+        const a = await app({ path: '/empty', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/empty')
         const hit = await a.get('/empty')
         expect(hit.status).toBe(204)
@@ -1226,7 +1270,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
               ? { headers: { 'content-encoding': 'gzip', 'content-type': 'text/plain' }, body: gzipped }
               : { headers: { 'content-type': 'text/plain' }, body: text },
         )
-        const a = await app({ path: '/z', cache: {}, handler: route.handler })
+        const a = await app({ path: '/z', cache: { ttl: '1m' }, handler: route.handler })
         // Every order of gzip and non-gzip clients: gzip only for those who asked, the text for everyone.
         const asks = ['gzip', undefined, 'identity', 'gzip, deflate', 'br', undefined, 'gzip', 'deflate']
         for (const [i, encoding] of asks.entries()) {
@@ -1263,7 +1307,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           headers: { 'content-type': 'application/octet-stream' },
           stream: stream(chunks),
         }))
-        const a = await app({ path: '/stream', cache: {}, handler: route.handler })
+        const a = await app({ path: '/stream', cache: { ttl: '1m' }, handler: route.handler })
         for (let i = 0; i < 2; i++) {
           const reply = await a.get('/stream')
           expect(reply.status).toBe(200)
@@ -1273,14 +1317,34 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       it('passes a streamed body over the cap through intact and uncached', async () => {
         const route = counted(() => ({ stream: stream(chunks) }))
-        const a = await app({ path: '/stream', cache: { maxBodySize: 5000 }, handler: route.handler })
+        const a = await app({ path: '/stream', cache: { ttl: '1m', maxBodySize: 5000 }, handler: route.handler })
         for (let i = 0; i < 2; i++) expect(equalBytes((await a.get('/stream')).bytes, whole)).toBe(true)
         expect(route.calls).toBe(2)
       })
 
+      it('Cache-Status never says stored for a streamed body that outgrew maxBodySize', async () => {
+        const big = counted(() => ({ stream: stream(chunks) }))
+        const small = counted(() => ({ stream: stream(chunks.slice(0, 2)) }))
+        const a = await app(
+          { path: '/big', cache: { ttl: '1m', maxBodySize: 5000 }, handler: big.handler },
+          { path: '/small', cache: { ttl: '1m', maxBodySize: 5000 }, handler: small.handler },
+        )
+        const first = cacheStatus(await a.get('/big'))
+        expect(first.fwd).toBe('miss')
+        expect(first.stored, JSON.stringify(first)).toBeUndefined()
+        expectNotHit(await a.get('/big'))
+        expect(big.calls).toBe(2)
+        // Within the cap: its length was unknown when the header left, so it says streamed (or stored if the adapter
+        // had it whole), and it is stored.
+        const fits = cacheStatus(await a.get('/small'))
+        expect(fits.stored === true || fits.detail === 'streamed', JSON.stringify(fits)).toBe(true)
+        expectHit(await a.get('/small'))
+        expect(small.calls).toBe(1)
+      })
+
       it('never stores an aborted stream', async () => {
         const route = counted((n) => (n === 1 ? { stream: stream(chunks, 3) } : { body: 'complete' }))
-        const a = await app({ path: '/broken', cache: {}, handler: route.handler })
+        const a = await app({ path: '/broken', cache: { ttl: '1m' }, handler: route.handler })
         const broken = await a.raw('/broken')
         expect(broken.complete && broken.status < 500, 'the client sees the failure').toBe(false)
         const next = await a.get('/broken')
@@ -1292,7 +1356,11 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
     group('leaks', () => {
       it('a per-user key gives each user their own copy; no key part bypasses the cache', async () => {
         const route = counted((n, req) => ({ body: `for ${req.headers['x-user'] ?? 'nobody'} ${n}` }))
-        const a = await app({ path: '/me', cache: { key: (req) => req.headers['x-user'] }, handler: route.handler })
+        const a = await app({
+          path: '/me',
+          cache: { ttl: '1m', key: (req) => req.headers['x-user'] },
+          handler: route.handler,
+        })
         const as = (user: string) => ({ headers: { 'x-user': user } })
         expect((await a.call('/me', as('ann'))).body).toBe('for ann 1')
         expect((await a.call('/me', as('bob'))).body).toBe('for bob 2')
@@ -1308,7 +1376,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         async () => {
           const route = counted((n, req) => ({ body: `${req.headers.authorization ?? 'anon'} ${n}` }))
           const user = (req: SuiteRequest) => req.headers.authorization?.replace(/^Bearer /, '')
-          const a = await app({ path: '/me', cache: { key: user }, handler: route.handler })
+          const a = await app({ path: '/me', cache: { ttl: '1m', key: user }, handler: route.handler })
           const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } })
           expectStored(await a.get('/me', as('a')))
           const hit = await a.get('/me', as('a'))
@@ -1321,7 +1389,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('a request with Authorization is never served from the cache nor stored', async () => {
         const route = counted((n, req) => ({ body: `${req.headers.authorization ?? 'anyone'} ${n}` }))
-        const a = await app({ path: '/doc', cache: {}, handler: route.handler })
+        const a = await app({ path: '/doc', cache: { ttl: '1m' }, handler: route.handler })
         const secret = { headers: { authorization: 'Bearer secret' } }
         expect((await a.get('/doc', secret)).text).toBe('Bearer secret 1')
         expect((await a.get('/doc')).text).toBe('anyone 2')
@@ -1333,7 +1401,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('a request with Cookie is never served from the cache nor stored', async () => {
         const route = counted((n, req) => ({ body: `${req.headers.cookie ?? 'anyone'} ${n}` }))
-        const a = await app({ path: '/doc', cache: {}, handler: route.handler })
+        const a = await app({ path: '/doc', cache: { ttl: '1m' }, handler: route.handler })
         const cookie = { headers: { cookie: 'sid=secret' } }
         expect((await a.get('/doc', cookie)).text).toBe('sid=secret 1')
         expect((await a.get('/doc')).text).toBe('anyone 2')
@@ -1345,7 +1413,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('a response with Set-Cookie is not stored, and its client gets its cookie', async () => {
         const route = counted((n) => ({ headers: { 'set-cookie': `sid=${n}; HttpOnly` }, body: `hello ${n}` }))
-        const a = await app({ path: '/login', cache: {}, handler: route.handler })
+        const a = await app({ path: '/login', cache: { ttl: '1m' }, handler: route.handler })
         const first = await a.get('/login')
         expect(first.headers.getSetCookie()).toEqual(['sid=1; HttpOnly'])
         expectNotStored(first, 'set-cookie')
@@ -1355,8 +1423,8 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
       })
 
       for (const [label, cache] of [
-        ["scope: 'public'", { scope: 'public' }],
-        ['a key', { key: () => 'everyone' }],
+        ["scope: 'public'", { ttl: '1m', scope: 'public' }],
+        ['a key', { ttl: '1m', key: () => 'everyone' }],
       ] as const) {
         httpIt(`with ${label}, a Set-Cookie response is stored without its cookie`, async () => {
           const route = counted((n) => ({ headers: { 'set-cookie': [`a=${n}`, `b=${n}`] }, body: `page ${n}` }))
@@ -1378,7 +1446,11 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
             await sleep(100)
             return { headers: { 'set-cookie': `sid=${req.headers['x-id']}` }, body: 'same page' }
           })
-          const a = await app({ path: '/c', cache: scope ? { scope } : {}, handler: route.handler })
+          const a = await app({
+            path: '/c',
+            cache: scope ? { ttl: '1m', scope } : { ttl: '1m' },
+            handler: route.handler,
+          })
           const replies = await Promise.all(
             Array.from({ length: 50 }, (_, i) => a.get('/c', { headers: { 'x-id': String(i) } })),
           )
@@ -1407,7 +1479,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           headers: { vary: 'Authorization' },
           body: `${req.headers.authorization ?? 'anon'} ${n}`,
         }))
-        const a = await app({ path: '/v', cache: { scope: 'public' }, handler: route.handler })
+        const a = await app({ path: '/v', cache: { ttl: '1m', scope: 'public' }, handler: route.handler })
         const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } })
         expect((await a.get('/v', as('a'))).text).toBe('Bearer a 1')
         expect((await a.get('/v', as('b'))).text).toBe('Bearer b 2')
@@ -1421,7 +1493,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('a public route without Vary shares one copy whatever the credentials', async () => {
         const route = counted((n) => ({ body: `public ${n}` }))
-        const a = await app({ path: '/p', cache: { scope: 'public' }, handler: route.handler })
+        const a = await app({ path: '/p', cache: { ttl: '1m', scope: 'public' }, handler: route.handler })
         expect((await a.get('/p', { headers: { authorization: 'Bearer a' } })).text).toBe('public 1')
         expect((await a.get('/p', { headers: { cookie: 'sid=b' } })).text).toBe('public 1')
         expect((await a.get('/p')).text).toBe('public 1')
@@ -1430,7 +1502,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('Host is part of the key: two Host headers, two entries', async () => {
         const route = counted((n, req) => ({ body: `${req.headers.host} ${n}` }))
-        const a = await app({ path: '/h', cache: {}, handler: route.handler })
+        const a = await app({ path: '/h', cache: { ttl: '1m' }, handler: route.handler })
         const on = (host: string) => ({ headers: { host } })
         expect((await a.raw('/h', on('a.example'))).text).toBe('a.example 1')
         expect((await a.raw('/h', on('b.example'))).text).toBe('b.example 2')
@@ -1445,7 +1517,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
     group('keys', () => {
       it('the same path and query is one entry; another query is another', async () => {
         const route = counted((n) => ({ body: `n${n}` }))
-        const a = await app({ path: '/items', cache: {}, handler: route.handler })
+        const a = await app({ path: '/items', cache: { ttl: '1m' }, handler: route.handler })
         expect((await a.call('/items?page=1')).body).toBe('n1')
         expect((await a.call('/items?page=1')).body).toBe('n1')
         expect((await a.call('/items?page=2')).body).toBe('n2')
@@ -1456,7 +1528,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('the order of query parameters does not matter', async () => {
         const route = counted((n) => ({ body: `n${n}` }))
-        const a = await app({ path: '/q', cache: {}, handler: route.handler })
+        const a = await app({ path: '/q', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/q?a=1&b=2')
         const hit = await a.get('/q?b=2&a=1')
         expectHit(hit)
@@ -1466,7 +1538,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('leaves utm_*, fbclid and gclid out of the key by default', async () => {
         const route = counted((n) => ({ body: `n${n}` }))
-        const a = await app({ path: '/q', cache: {}, handler: route.handler })
+        const a = await app({ path: '/q', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/q?a=1')
         for (const query of ['utm_source=x', 'utm_medium=y&utm_campaign=z', 'fbclid=abc', 'gclid=def']) {
           expectHit(await a.get(`/q?a=1&${query}`))
@@ -1477,7 +1549,11 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('ignoreQuery replaces the default list; a trailing * matches a prefix', async () => {
         const route = counted((n) => ({ body: `n${n}` }))
-        const a = await app({ path: '/q', cache: { ignoreQuery: ['ref*', 'session'] }, handler: route.handler })
+        const a = await app({
+          path: '/q',
+          cache: { ttl: '1m', ignoreQuery: ['ref*', 'session'] },
+          handler: route.handler,
+        })
         await a.get('/q?a=1')
         expectHit(await a.get('/q?a=1&ref=x&referrer=y'))
         expectHit(await a.get('/q?session=3&a=1'))
@@ -1487,10 +1563,343 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
 
       httpIt('GET and HEAD share one entry', async () => {
         const route = counted(() => ({ body: 'shared' }))
-        const a = await app({ path: '/gh', cache: {}, handler: route.handler })
+        const a = await app({ path: '/gh', cache: { ttl: '1m' }, handler: route.handler })
         await a.get('/gh')
         expectHit(await a.get('/gh', { method: 'HEAD' }))
         expect(route.calls).toBe(1)
+      })
+    })
+
+    // The attacker's cases (issue 11): each one leaked or poisoned a shared entry on some adapter once.
+    group('safety', () => {
+      httpIt(
+        'Cache-Control: private, no-store set by middleware before the cache: never stored, never shared',
+        async () => {
+          const route = counted((n, req) => ({ body: `secret of ${req.headers['x-user']} ${n}` }))
+          const a = await app({
+            path: '/account',
+            cache: { ttl: '1m' },
+            before: { 'cache-control': 'private, no-store' },
+            handler: route.handler,
+          })
+          const alice = await a.get('/account', { headers: { 'x-user': 'alice' } })
+          expect(alice.text).toBe('secret of alice 1')
+          expect(alice.headers.get('cache-control')).toBe('private, no-store')
+          expectNotStored(alice, 'no-store')
+          const mallory = await a.get('/account', { headers: { 'x-user': 'mallory' } })
+          expect(mallory.text).toBe('secret of mallory 2')
+          expect(route.calls).toBe(2)
+        },
+      )
+
+      httpIt('Vary set by middleware before the cache keys the variants', async () => {
+        const route = counted((n, req) => ({ body: `${req.headers['accept-language']} ${n}` }))
+        const a = await app({
+          path: '/i18n',
+          cache: { ttl: '1m' },
+          before: { vary: 'Accept-Language' },
+          handler: route.handler,
+        })
+        const lang = (value: string) => ({ headers: { 'accept-language': value } })
+        expect((await a.get('/i18n', lang('fr'))).text).toBe('fr 1')
+        expect((await a.get('/i18n', lang('de'))).text).toBe('de 2')
+        const fr = await a.get('/i18n', lang('fr'))
+        expectHit(fr)
+        expect(fr.text).toBe('fr 1')
+        expect(fr.headers.get('vary')?.toLowerCase()).toContain('accept-language')
+        expect((await a.get('/i18n', lang('de'))).text).toBe('de 2')
+        expect(route.calls).toBe(2)
+      })
+
+      httpIt('freshness set by middleware before the cache counts (and is capped by the route)', async () => {
+        const route = counted((n) => ({ body: `page ${n}` }))
+        const a = await app({
+          path: '/fresh',
+          cache: {},
+          before: { 'cache-control': 'public, max-age=30' },
+          handler: route.handler,
+        })
+        const ttl = expectStored(await a.get('/fresh'))
+        expect(ttl).toBeLessThanOrEqual(30)
+        expect(ttl).toBeGreaterThanOrEqual(27)
+        expectHit(await a.get('/fresh'))
+        expect(route.calls).toBe(1)
+      })
+
+      httpIt('an invalid Host bypasses the cache: Host: victim.example/item cannot poison /item/…', async () => {
+        const item = counted((n) => ({ body: `real item ${n}` }))
+        const other = counted((n) => ({ body: `attacker page ${n}` }))
+        const a = await app(
+          { path: '/item/x', cache: { ttl: '1m' }, handler: item.handler },
+          { path: '/x', cache: { ttl: '1m' }, handler: other.handler },
+        )
+        for (const host of [
+          'victim.example/item',
+          'victim.example?',
+          'victim.example#',
+          'user@victim.example',
+          'a b',
+        ]) {
+          const attack = await a.raw('/x', { headers: { host } })
+          // Refused by the framework (@hono/node-server answers 400 to a Host it cannot make a URL of), or bypassed.
+          if (attack.status >= 400 && attack.status < 500) continue
+          expect(attack.text, host).toMatch(/^attacker page/)
+          expectBypass(attack, 'host')
+        }
+        const real = await a.raw('/item/x', { headers: { host: 'victim.example' } })
+        expect(real.text).toBe('real item 1')
+        expectStored(real)
+        // Host is case-insensitive (RFC 9110 §4.2.3): one entry.
+        expectHit(await a.raw('/item/x', { headers: { host: 'VICTIM.example' } }))
+        expect(item.calls).toBe(1)
+      })
+
+      httpIt('no part of the URL can forge the Range or key part of another key', async () => {
+        const route = counted((n, req) => ({ body: `${req.headers['x-user']} ${req.headers.range ?? 'whole'} ${n}` }))
+        const a = await app({
+          path: '/item',
+          cache: { ttl: '1m', key: (req) => req.headers['x-user'] },
+          handler: route.handler,
+        })
+        // The old key was `url#k=<key part>#r=<range>`: these three once shared one entry.
+        const forged = await a.raw('/item', { headers: { 'x-user': 'a#r=bytes=0-4' } })
+        expect(forged.text).toBe('a#r=bytes=0-4 whole 1')
+        const piped = await a.raw('/item', { headers: { 'x-user': 'a|r=bytes=0-4|' } })
+        expect(piped.text).toBe('a|r=bytes=0-4| whole 2')
+        const ranged = await a.raw('/item', { headers: { 'x-user': 'a', range: 'bytes=0-4' } })
+        expect(ranged.text).toBe('a bytes=0-4 3')
+        expect(route.calls).toBe(3)
+      })
+
+      httpIt(
+        'a request-target that is not a path (absolute-form, a fragment) never shares an entry with the path',
+        async () => {
+          const route = counted((n, req) => ({ body: `${req.headers.range ?? 'whole'} ${n}` }))
+          const a = await app({ path: '/doc', cache: { ttl: '1m' }, handler: route.handler })
+          await a.raw('/doc', { target: '/doc#r=bytes=0-4' })
+          const ranged = await a.raw('/doc', { headers: { range: 'bytes=0-4' } })
+          expect(ranged.text).toMatch(/^bytes=0-4 /)
+          // Absolute-form: bypassed where the app routes on a path other than the target, or keyed on the path where
+          // the framework hands the app that path (hono's URL); either way each request gets its own answer.
+          const absolute = await a.raw('/doc', { target: `${a.server.url}/doc?x=1` })
+          expect(absolute.text).not.toMatch(/^bytes/)
+          expect((await a.raw('/doc?x=1', { headers: { range: 'bytes=0-9' } })).text).toMatch(/^bytes=0-9 /)
+        },
+      )
+
+      trustProxyIt('behind a trusted proxy the key holds the host the app sees (X-Forwarded-Host)', async () => {
+        const route = counted((n, req) => ({ body: `host ${req.host} ${n}` }))
+        const a = await appWith({ trustProxy: true }, { path: '/t', cache: { ttl: '1m' }, handler: route.handler })
+        const evil = await a.raw('/t', { headers: { host: 'a.example', 'x-forwarded-host': 'evil.example' } })
+        expect(evil.text).toBe('host evil.example 1')
+        const plain = await a.raw('/t', { headers: { host: 'a.example' } })
+        expect(plain.text).toBe('host a.example 2')
+        const hit = await a.raw('/t', { headers: { host: 'b.example', 'x-forwarded-host': 'a.example' } })
+        expectHit(hit)
+        expect(hit.text).toBe('host a.example 2')
+        expectBypass(await a.raw('/t', { headers: { host: 'a.example', 'x-forwarded-host': 'a.example/t' } }), 'host')
+        expect(route.calls).toBe(3)
+      })
+
+      httpIt('ignored query parameters are removed from what the handler sees, URL and parsed query', async () => {
+        const route = counted((n, req) => ({ body: `${req.url} ${JSON.stringify(req.query ?? {})} ${n}` }))
+        const a = await app({ path: '/r', cache: { ttl: '1m' }, handler: route.handler })
+        const first = await a.get('/r?utm_source=%3Cscript%3Ealert(1)%3C%2Fscript%3E&a=1&fbclid=x&utm_medium=y')
+        expect(first.text).toBe('/r?a=1 {"a":"1"} 1')
+        const hit = await a.get('/r?a=1&gclid=z')
+        expectHit(hit)
+        expect(hit.text).toBe('/r?a=1 {"a":"1"} 1')
+        expect((await a.get('/r?utm_source=only')).text).toBe('/r {} 2')
+        expectHit(await a.get('/r'))
+        expect(route.calls).toBe(2)
+      })
+
+      httpIt('repeated parameters keep their order in the key: ?a=1&a=2 and ?a=2&a=1 are two entries', async () => {
+        const route = counted((n, req) => ({ body: `${new URL(req.url, 'http://x').searchParams.get('a')} ${n}` }))
+        const a = await app({ path: '/p', cache: { ttl: '1m' }, handler: route.handler })
+        expect((await a.get('/p?a=1&a=2')).text).toBe('1 1')
+        expect((await a.get('/p?a=2&a=1')).text).toBe('2 2')
+        const hit = await a.get('/p?a=1&b=0&a=2')
+        expect(hit.text).toBe('1 3')
+        expectHit(await a.get('/p?b=0&a=1&a=2'))
+        expect(route.calls).toBe(3)
+      })
+
+      httpIt('a GET with a body bypasses the cache', async () => {
+        const route = counted((n) => ({ body: `answer ${n}` }))
+        const a = await app({ path: '/fat', cache: { ttl: '1m' }, handler: route.handler })
+        const fat = await a.raw('/fat', { headers: { 'content-type': 'text/plain' }, body: 'q=secret' })
+        expectBypass(fat, 'body')
+        const plain = await a.get('/fat')
+        expect(plain.text).toBe('answer 2')
+        expectStored(plain)
+        expect((await a.raw('/fat', { headers: { 'content-type': 'text/plain' }, body: 'x' })).text).toBe('answer 3')
+      })
+
+      httpIt('a 200 with WWW-Authenticate is not stored', async () => {
+        const route = counted((n) => ({ headers: { 'www-authenticate': 'Basic realm="x"' }, body: `page ${n}` }))
+        const a = await app({ path: '/challenge', cache: { ttl: '1m' }, handler: route.handler })
+        expectNotStored(await a.get('/challenge'), 'www-authenticate')
+        expect((await a.get('/challenge')).text).toBe('page 2')
+      })
+
+      httpIt(
+        'without a ttl, a response that says nothing about caching is not stored (web cache deception)',
+        async () => {
+          const profile = counted((n, req) => ({ body: `profile of ${req.headers['x-user']} ${n}` }))
+          const stated = counted((n) => ({ headers: { 'cache-control': 'max-age=600' }, body: `style ${n}` }))
+          const a = await app(
+            { path: '/account/profile.css', cache: {}, handler: profile.handler },
+            { path: '/site.css', cache: {}, handler: stated.handler },
+          )
+          const alice = await a.get('/account/profile.css', { headers: { 'x-user': 'alice' } })
+          expectNotStored(alice, 'no-freshness')
+          expect((await a.get('/account/profile.css', { headers: { 'x-user': 'mallory' } })).text).toBe(
+            'profile of mallory 2',
+          )
+          // What states its freshness is stored, capped at a minute.
+          const ttl = expectStored(await a.get('/site.css'))
+          expect(ttl).toBeLessThanOrEqual(60)
+          expect(ttl).toBeGreaterThanOrEqual(57)
+          expectHit(await a.get('/site.css'))
+        },
+      )
+
+      httpIt('an unsafe request is answered only once its invalidation is done', async () => {
+        let version = 1
+        const reads = counted(() => ({ body: `v${version}` }))
+        const a = await app({
+          path: '/doc',
+          methods: ['GET', 'POST'],
+          cache: { ttl: '1m' },
+          handler: (req) => {
+            if (req.method !== 'POST') return reads.handler(req)
+            version++
+            return { body: 'ok' }
+          },
+        })
+        expect((await a.get('/doc')).text).toBe('v1')
+        expectHit(await a.get('/doc'))
+        // A slow invalidation (a far Redis): the POST's answer must wait for it.
+        const invalidate = a.cache.invalidateTags.bind(a.cache)
+        a.cache.invalidateTags = async (tags) => {
+          await sleep(150)
+          return invalidate(tags)
+        }
+        for (let i = 0; i < 3; i++) {
+          const post = await a.get('/doc', { method: 'POST' })
+          expect(post.status).toBe(200)
+          expect((await a.get('/doc')).text).toBe(`v${version}`)
+        }
+      })
+
+      httpIt('variants are capped per URL (maxVariants): storing one more drops the oldest', async () => {
+        const route = counted((n, req) => ({
+          headers: { vary: 'Accept-Language' },
+          body: `${req.headers['accept-language']} ${n}`,
+        }))
+        const a = await app({ path: '/v', cache: { ttl: '1m', maxVariants: 3 }, handler: route.handler })
+        const lang = (value: string) => ({ headers: { 'accept-language': value } })
+        for (const l of ['l1', 'l2', 'l3', 'l4', 'l5']) expectStored(await a.get('/v', lang(l)))
+        for (const l of ['l3', 'l4', 'l5']) expectHit(await a.get('/v', lang(l)))
+        expectNotHit(await a.get('/v', lang('l1')))
+        expect(route.calls).toBe(6)
+        // l1 came back and l3 (now the oldest) left.
+        expectNotHit(await a.get('/v', lang('l3')))
+        expectHit(await a.get('/v', lang('l5')))
+      })
+
+      httpIt('by default a URL keeps 100 variants, and invalidating it drops every one', async () => {
+        const route = counted((n, req) => ({
+          headers: { vary: 'Accept-Language' },
+          body: `${req.headers['accept-language']} ${n}`,
+        }))
+        const a = await app({ path: '/many', methods: ['GET', 'POST'], cache: { ttl: '1m' }, handler: route.handler })
+        const lang = (i: number) => ({ headers: { 'accept-language': `x-${i}` } })
+        for (let i = 0; i < 102; i++) await a.get('/many', lang(i))
+        expectNotHit(await a.get('/many', lang(0)))
+        expectHit(await a.get('/many', lang(101)))
+        expect((await a.get('/many', { method: 'POST' })).status).toBe(200)
+        expectNotHit(await a.get('/many', lang(101)))
+      })
+
+      httpIt('stored bodies are counted in the memory tier: its bytes cover them exactly', async () => {
+        const size = 64 * 1024
+        const body = new Uint8Array(randomBytes(size))
+        const a = await app({ path: '/b', cache: { ttl: '1m' }, handler: () => ({ body }) })
+        for (let i = 0; i < 8; i++) expectStored(await a.get(`/b?i=${i}`))
+        // With a remote tier, the last copy may reach the memory tier just after its answer went out.
+        await eventually(() => a.cache.stats().tiers[0]!.bytes >= 8 * size)
+        const memory = a.cache.stats().tiers[0]!
+        expect(memory.bytes).toBeGreaterThanOrEqual(8 * size)
+        // Headers and bookkeeping on top, never a shared buffer slab or a second copy of a body.
+        expect(memory.bytes).toBeLessThan(8 * size + 8 * 4096)
+      })
+
+      httpIt('malformed Cache-Control never crashes and never stores what it should not', async () => {
+        const cases: [string, boolean][] = [
+          ['max-age=abc', false],
+          ['max-age=-5', false],
+          ['max-age=60, max-age=0', false],
+          ['max-age=', false],
+          ['"max-age=60"', false],
+          ['private="set-cookie, x", max-age=60', false],
+          ['no-store,,,,', false],
+          [',,, max-age=60 ,;', false],
+          ['MAX-AGE=60', true],
+          ['max-age=99999999999999999999', true],
+          ['max-age="60"', true],
+        ]
+        const route = counted((n, req) => ({
+          headers: { 'cache-control': cases[Number(new URL(req.url, 'http://x').searchParams.get('c'))]![0] },
+          body: `body ${n}`,
+        }))
+        const a = await app({ path: '/cc', cache: {}, handler: route.handler })
+        for (const [i, [value, storable]] of cases.entries()) {
+          const first = await a.get(`/cc?c=${i}`)
+          expect(first.status, value).toBe(200)
+          expect(first.text, value).toMatch(/^body \d+$/)
+          const again = await a.get(`/cc?c=${i}`)
+          if (storable) {
+            expectHit(again)
+            expect(again.text, value).toBe(first.text)
+          } else {
+            expectNotHit(again)
+            expect(again.text, value).not.toBe(first.text)
+          }
+        }
+      })
+
+      httpIt('malformed Vary never crashes and is never stored', async () => {
+        const values = ['Accept-Language, *', 'accept language', 'x-a@b', 'Accept-Language,"Cookie"']
+        const route = counted((n, req) => ({
+          headers: { vary: values[Number(new URL(req.url, 'http://x').searchParams.get('v'))]! },
+          body: `body ${n}`,
+        }))
+        const a = await app({ path: '/vary', cache: { ttl: '1m' }, handler: route.handler })
+        for (const [i, value] of values.entries()) {
+          const first = await a.get(`/vary?v=${i}`)
+          expect(first.status, value).toBe(200)
+          expectNotStored(first, 'vary')
+          expectNotHit(await a.get(`/vary?v=${i}`))
+        }
+      })
+
+      httpIt('over-long request headers, URLs and response headers work and are keyed exactly', async () => {
+        const big = 'x'.repeat(6000)
+        const route = counted((n, req) => ({
+          headers: { vary: 'Accept-Language', 'x-big': big },
+          body: `${req.headers['accept-language']?.length} ${new URL(req.url, 'http://x').searchParams.get('q')?.length} ${n}`,
+        }))
+        const a = await app({ path: '/long', cache: { ttl: '1m' }, handler: route.handler })
+        const language = (c: string) => ({ headers: { 'accept-language': c.repeat(4000) } })
+        const first = await a.get(`/long?q=${big}`, language('a'))
+        expect(first.text).toBe('4000 6000 1')
+        const hit = await a.get(`/long?q=${big}`, language('a'))
+        expectHit(hit)
+        expect(hit.headers.get('x-big')).toBe(big)
+        expect((await a.get(`/long?q=${big}`, language('b'))).text).toBe('4000 6000 2')
+        expect((await a.get(`/long?q=${big}y`, language('a'))).text).toBe('4000 6001 3')
       })
     })
   })

@@ -15,5 +15,6 @@ export {
   type SuiteRequest,
   type SuiteRoute,
   type SuiteServer,
+  type SuiteSetup,
 } from './http-suite.js'
 export { type StoreCapabilities, type StoreSuiteOptions, storeSuite } from './store-suite.js'
