@@ -11,10 +11,12 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express'
  * How a route caches; every field is optional. The callbacks (`key`, `tags`, `invalidateTags`) receive express's
  * `Request`. See `HttpCacheOptions` in `@cache/core/http` for the semantics of each field.
  *
- * Defaults: `ttl` '1m' (also the cap on what a response's own `max-age` says), `staleWhileRevalidate` 0,
- * `staleIfError` 0, `scope` undefined (requests with `Authorization` or `Cookie` bypass the cache), `statuses`
- * [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501], `ignoreQuery` ['utm_*', 'fbclid', 'gclid'],
- * `maxBodySize` 1 MiB, `lock` the cache's, `cacheStatus` 'cache', `keyPrefix` 'http:'.
+ * Defaults: `ttl` undefined (only responses that state their freshness are stored, capped at a minute; with a
+ * `ttl`, it is the freshness of those that state none and the cap), `staleWhileRevalidate` 0, `staleIfError` 0,
+ * `scope` undefined (requests with `Authorization` or `Cookie` bypass the cache), `statuses`
+ * [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501], `ignoreQuery` ['utm_*', 'fbclid', 'gclid'] (left
+ * out of the key and removed from `req.url`, `req.originalUrl` and `req.query`), `maxBodySize` 1 MiB,
+ * `maxVariants` 100, `lock` the cache's, `cacheStatus` 'cache', `keyPrefix` 'http:'.
  */
 export type CacheResponseOptions = HttpCacheOptions<Request>
 
@@ -26,7 +28,9 @@ export type CacheResponseOptions = HttpCacheOptions<Request>
  *
  * Safe by default: requests with `Authorization` or `Cookie` are neither served from nor stored in the cache unless
  * the route says whose the response is (`scope: 'public'` or a per-user `key`), `Set-Cookie` is never stored, and
- * `no-store`, `private` and `Vary: *` responses are passed through.
+ * `no-store`, `private` and `Vary: *` responses are passed through, whoever set those headers. Without a `ttl`, a
+ * response that says nothing about its freshness is not stored: app-wide, that keeps a private page requested as
+ * `/account/profile.css` out of the cache (web cache deception).
  *
  * Works with express 4.21+ and 5, on a route or app-wide. One call makes one policy: reuse the returned middleware
  * on several routes to share its options.

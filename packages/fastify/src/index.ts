@@ -276,8 +276,9 @@ function collector(cap: number): Transform & { body(): Uint8Array | undefined } 
  * are served from the cache, unsafe methods invalidate. Requests with `Authorization` or `Cookie` bypass the cache
  * unless the route sets `scope: 'public'` or a `key`; `Set-Cookie` is never stored.
  *
- * Defaults (see `HttpCacheOptions`): ttl '1m', no stale serving, statuses of RFC 9110, maxBodySize 1 MiB,
- * ignoreQuery ['utm_*', 'fbclid', 'gclid'], `Cache-Status: cache; …`.
+ * Defaults (see `HttpCacheOptions`): no ttl (only responses that state their freshness are stored, for at most a
+ * minute), no stale serving, statuses of RFC 9110, maxBodySize 1 MiB, maxVariants 100, ignoreQuery ['utm_*',
+ * 'fbclid', 'gclid'] (also removed from `request.url` and `request.query`), `Cache-Status: cache; …`.
  *
  * @example
  * import fastifyCache from '@cache/fastify'

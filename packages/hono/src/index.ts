@@ -28,8 +28,10 @@ export type CacheResponseOptions = HttpCacheOptions<Context>
  * Works on every runtime hono runs on; background revalidation needs Node (`@hono/node-server`), elsewhere a stale
  * entry is revalidated while the client waits.
  *
- * Defaults (see `HttpCacheOptions`): `ttl` '1m', `staleWhileRevalidate` 0, `staleIfError` 0, `maxBodySize` 1 MiB,
- * `ignoreQuery` ['utm_*', 'fbclid', 'gclid'], `cacheStatus` 'cache', `keyPrefix` 'http:'.
+ * Defaults (see `HttpCacheOptions`): `ttl` undefined (only responses that state their freshness are stored, for at
+ * most a minute), `staleWhileRevalidate` 0, `staleIfError` 0, `maxBodySize` 1 MiB, `maxVariants` 100,
+ * `ignoreQuery` ['utm_*', 'fbclid', 'gclid'] (also removed from the URL the handler sees), `cacheStatus` 'cache',
+ * `keyPrefix` 'http:'.
  *
  * @example
  * const cache = createCache()

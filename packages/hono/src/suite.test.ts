@@ -13,7 +13,9 @@ httpAdapterSuite(nodeHarness)
 httpAdapterSuite(fetchHarness, { groups: ['basics', 'coalescing', 'stale', 'tags', 'leaks', 'keys'] })
 
 // The wire-level groups whose path changes without `detached` (HEAD, stale, bodies and streams).
-httpAdapterSuite(bindinglessHarness, { groups: ['basics', 'head', 'conditional', 'stale', 'body', 'streaming', 'safety'] })
+httpAdapterSuite(bindinglessHarness, {
+  groups: ['basics', 'head', 'conditional', 'stale', 'body', 'streaming', 'safety'],
+})
 
 let redis: RedisServer | undefined
 const clients: Redis[] = []

@@ -126,7 +126,7 @@ interface Resolved<R> {
 interface Turn<R> {
   readonly ex: HttpExchange<R>
   readonly primary: string
-  /** scheme://host/path?sorted-query: what the URL's tag is made of. */
+  /** The URL as key parts (scheme, host, path, sorted query; see `field`): what the URL's tag is made of. */
   readonly url: string
   readonly shared: boolean
   /** The route's tags for this request (the URL's tag is added when storing). */
@@ -851,7 +851,18 @@ const built = new WeakMap<Stored, Record<string, string | string[]>>()
 /** How many URLs a route remembers as uncacheable (hit-for-pass) at most; the oldest is forgotten first. */
 const MAX_PASSES = 10_000
 /** Reasons that say the URL's responses are not shareable in general (not just this once). */
-const STICKY = new Set(['no-store', 'private', 'status', 'set-cookie', 'vary', 'no-cache', 'expired'])
+const STICKY = new Set([
+  'no-store',
+  'private',
+  'status',
+  'set-cookie',
+  'vary',
+  'no-cache',
+  'expired',
+  'no-freshness',
+  'www-authenticate',
+  'cache-control',
+])
 const NO_TAGS: readonly string[] = []
 const CONDITIONAL = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range'])
 
