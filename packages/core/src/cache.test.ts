@@ -684,6 +684,24 @@ describe('events and stats', () => {
     expect(stats.tiers[0]?.name).toBe('memory')
   })
 
+  it('bytes: the memory tier measures every entry by default, and cache.stats() reports it', async () => {
+    const store = memoryStore()
+    const cache = make({ store })
+    expect(cache.stats()).toMatchObject({ bytes: 0, size: 0 })
+    const body = 'x'.repeat(50_000)
+    await cache.set('page', { body })
+    await cache.getOrSet('user', () => ({ id: 1, name: 'Ada' }))
+    const stats = cache.stats()
+    expect(stats.bytes).toBeGreaterThan(100_000)
+    expect(stats.bytes).toBe(store.stats().bytes)
+    expect(stats.tiers[0]?.bytes).toBe(stats.bytes)
+    await cache.delete('page')
+    expect(cache.stats().bytes).toBeGreaterThan(0)
+    expect(cache.stats().bytes).toBeLessThan(1000)
+    await cache.clear()
+    expect(cache.stats()).toMatchObject({ bytes: 0, size: 0 })
+  })
+
   it('a throwing listener does not break the call', async () => {
     const cache = make()
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})

@@ -24,7 +24,10 @@ import type {
 import { memoryQueue, parseWriteBehindOptions, WriteBehind, type WriteBehindOptions } from './write-behind.js'
 
 export interface CacheOptions {
-  /** Where entries live. Default: `memoryStore()` (LRU, 10 000 entries). Give `store` or `tiers`, not both. */
+  /**
+   * Where entries live. Default: `memoryStore()` (LRU, at most 10 000 entries and an eighth of the V8 heap limit in
+   * bytes). Give `store` or `tiers`, not both.
+   */
   store?: Store
   /**
    * Several stores, fastest first: `[memoryStore(), redisStore({ client })]`. Reads go down the tiers until one has

@@ -5,7 +5,7 @@ import { describe, it } from 'vitest'
 import { CacheError } from '../errors.js'
 import { random } from '../test-helpers.js'
 import type { StoredEntry, StoreRemovalReason } from '../types.js'
-import { type MemoryStore, memoryStore } from './memory.js'
+import { defaultMaxBytes, estimateSize, type MemoryStore, memoryStore } from './memory.js'
 
 type Event = readonly [StoreRemovalReason, string]
 
@@ -15,7 +15,7 @@ interface Config {
   maxEntries?: number
   maxBytes?: number
   maxEntrySize?: number
-  /** Pass `sizeOf = value.length` (then bytes are counted). */
+  /** Pass `sizeOf = value.length`; otherwise the store measures with its default, `estimateSize`. */
   sized: boolean
   /** Extra keys `n0 .. n{extraKeys-1}` in every space, to make the store grow its columns. */
   extraKeys?: number
@@ -123,8 +123,10 @@ class Model {
     readonly config: Config,
     readonly clock: { now: number },
   ) {
-    this.maxBytes = config.maxBytes ?? Number.POSITIVE_INFINITY
-    this.maxEntries = config.maxEntries ?? (config.maxBytes === undefined ? 10_000 : Number.POSITIVE_INFINITY)
+    // Documented defaults: an eighth of the heap limit; 10 000 entries unless a finite maxBytes is given.
+    this.maxBytes = config.maxBytes ?? defaultMaxBytes()
+    const bytesOnly = config.maxBytes !== undefined && config.maxBytes !== Number.POSITIVE_INFINITY
+    this.maxEntries = config.maxEntries ?? (bytesOnly ? Number.POSITIVE_INFINITY : 10_000)
     // Documented default: maxBytes. And no single entry may be bigger than the whole store.
     this.maxEntrySize = Math.min(config.maxEntrySize ?? Number.POSITIVE_INFINITY, this.maxBytes)
   }
@@ -164,7 +166,7 @@ class Model {
       if (index >= 0) this.items.splice(index, 1)
       return undefined
     }
-    const size = this.config.sized ? (entry.value as string).length : 0
+    const size = this.config.sized ? (entry.value as string).length : estimateSize(entry.value, key)
     if (size > this.maxEntrySize) {
       // Refused: the old value goes too, nothing else is evicted.
       if (index >= 0) this.items.splice(index, 1)
@@ -340,7 +342,7 @@ function nextOp(next: () => number, config: Config, model: Model, keys: readonly
       const roll = next()
       const staleUntil = roll < 0.08 ? now - int(0, 20) : roll < 0.1 ? now : now + int(1, config.maxTtl ?? 400)
       let length: number
-      if (!config.sized || model.maxEntrySize === Number.POSITIVE_INFINITY) length = int(1, 20)
+      if (!config.sized || (config.maxEntrySize === undefined && config.maxBytes === undefined)) length = int(1, 20)
       else if (next() < 0.15) length = int(model.maxEntrySize + 1, model.maxEntrySize + 30)
       else length = int(0, model.maxEntrySize)
       // Unique while long enough; its length is the size (sizeOf = value.length), at least the step's digits.
@@ -524,6 +526,9 @@ async function run(config: Config, seed: number): Promise<void> {
   if (config.maxEntries !== undefined && config.maxEntries < keys.length && model.evictions === 0) {
     throw new Error(`config '${config.name}', seed ${seed}: no eviction happened`)
   }
+  if (config.maxBytes !== undefined && model.evictions === 0) {
+    throw new Error(`config '${config.name}', seed ${seed}: no eviction happened`)
+  }
   if (config.growTo !== undefined && store.fresh.length < config.growTo) {
     throw new Error(`config '${config.name}', seed ${seed}: the columns did not grow (${store.fresh.length} slots)`)
   }
@@ -551,6 +556,16 @@ const CONFIGS: Config[] = [
     steps: 3000,
   },
   { name: 'lru, maxBytes 120 (maxEntrySize defaults to it)', policy: 'lru', maxBytes: 120, sized: true, steps: 2000 },
+  // The default estimator (about 20 to 70 bytes an entry here), under a bound that holds only some of the keys.
+  { name: 'lru, maxBytes 400, estimateSize', policy: 'lru', maxBytes: 400, sized: false, steps: 3000 },
+  {
+    name: 'fifo, maxEntries 6 and maxBytes 250, estimateSize',
+    policy: 'fifo',
+    maxEntries: 6,
+    maxBytes: 250,
+    sized: false,
+    steps: 3000,
+  },
   {
     name: 'lru, maxEntries 6 and maxBytes 150, maxEntrySize 50',
     policy: 'lru',

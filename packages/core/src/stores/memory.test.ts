@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { CacheError } from '../errors.js'
 import { expectCode } from '../test-helpers.js'
@@ -12,7 +13,7 @@ storeSuite('memoryStore (conformance)', {
 })
 
 storeSuite('memoryStore with maxBytes (conformance)', {
-  // The sized path (estimateSize on every write) must behave the same; 1 MiB chars take about 2 MiB.
+  // An explicit byte bound must behave the same; 1 MiB chars take about 2 MiB.
   create: () => memoryStore({ maxBytes: 64 * 1024 * 1024, name: 'sized' }),
   capabilities: { objectValues: true },
 })
@@ -67,11 +68,39 @@ describe('memoryStore: basics', () => {
     expect(make({ name: 'l1' }).name).toBe('l1')
   })
 
-  it('does not measure values unless a byte bound or sizeOf asks for it', () => {
-    const store = make()
+  it('measures every entry with no option: stats().bytes is the running total of estimateSize', async () => {
+    const store = make({ maxEntries: 3 })
+    const total = (keys: string[]) => keys.reduce((sum, k) => sum + estimateSize(store.peek(k)?.value, k), 0)
     store.setSync('k', live('x'.repeat(10_000)))
-    expect(store.stats().bytes).toBe(0)
-    expect(store.maxBytes).toBe(Number.POSITIVE_INFINITY)
+    expect(store.stats().bytes).toBe(estimateSize('x'.repeat(10_000), 'k'))
+    expect(store.stats().bytes).toBeGreaterThan(20_000)
+    store.setSync('user:1', live({ id: 1, name: 'Ada', tags: ['a', 'b'], at: new Date(0) }))
+    store.setSync('bytes', live(new Uint8Array(4096)))
+    expect(store.stats().bytes).toBe(total(['k', 'user:1', 'bytes']))
+    // A rewrite replaces the old size; a delete, an eviction and a clear take it away.
+    store.setSync('k', live('short'))
+    expect(store.stats().bytes).toBe(total(['k', 'user:1', 'bytes']))
+    store.deleteSync('user:1')
+    expect(store.stats().bytes).toBe(total(['k', 'bytes']))
+    store.setSync('n:1', live(1))
+    store.setSync('n:2', live(2))
+    // 'bytes' is the least recently used ('k' was rewritten after it).
+    expect(present(store, ['k', 'bytes', 'n:1', 'n:2'])).toEqual(['k', 'n:1', 'n:2'])
+    expect(store.stats()).toMatchObject({ size: 3, evictions: 1, bytes: total(['k', 'n:1', 'n:2']) })
+    await store.clear('n:')
+    expect(store.stats().bytes).toBe(total(['k']))
+    await store.clear()
+    expect(store.stats()).toMatchObject({ size: 0, bytes: 0 })
+  })
+
+  it('counts bytes through the split-key path (getSyncIn / setSyncIn) the same as through the joined key', () => {
+    const joined = make()
+    const split = make()
+    const value = { id: 7, name: 'x'.repeat(300), nested: { list: [1, 2, 3] } }
+    joined.setSync('app:user:7', live(value))
+    split.setSyncIn('app:', 'user:7', live(value))
+    expect(split.stats().bytes).toBe(joined.stats().bytes)
+    expect(split.stats().bytes).toBe(estimateSize(value, 'app:user:7'))
   })
 
   it('peek() neither expires nor promotes', () => {
@@ -338,6 +367,62 @@ describe('memoryStore: bounds', () => {
     expect(store.getSync('k10499')?.value).toBe(10_499)
   })
 
+  it('is bounded by bytes by default: an eighth of the V8 heap limit, and maxEntrySize with it', () => {
+    const store = make()
+    const expected = Math.floor(getHeapStatistics().heap_size_limit / 8)
+    expect(store.maxBytes).toBe(expected)
+    expect(store.maxEntrySize).toBe(expected)
+    expect(store.maxEntries).toBe(10_000)
+    // Read once per process: every store gets the same bound.
+    expect(make({ maxEntries: 5 }).maxBytes).toBe(expected)
+  })
+
+  it('a flood of large values stays under the default byte bound', () => {
+    const store = make()
+    const mib = 1024 * 1024
+    // One 1 MiB buffer shared by every entry: each entry counts 1 MiB, but the test allocates only one.
+    const body = new Uint8Array(mib)
+    const perEntry = estimateSize(body, 'flood:0000000')
+    const fit = Math.floor(store.maxBytes / perEntry)
+    // Enough entries to go past the bound, yet fewer than maxEntries, so the bytes are what evicts.
+    const count = fit + 20
+    expect(count).toBeLessThan(store.maxEntries)
+    for (let i = 0; i < count; i++) {
+      store.setSync(`flood:${String(i).padStart(7, '0')}`, live(body))
+      expect(store.stats().bytes).toBeLessThanOrEqual(store.maxBytes)
+    }
+    expect(store.stats()).toMatchObject({ size: fit, bytes: fit * perEntry, evictions: 20 })
+  })
+
+  it('maxBytes: Infinity turns the byte bound off; entries are still measured, and maxEntries stays 10 000', () => {
+    const store = make({ maxBytes: Number.POSITIVE_INFINITY })
+    expect(store.maxBytes).toBe(Number.POSITIVE_INFINITY)
+    expect(store.maxEntrySize).toBe(Number.POSITIVE_INFINITY)
+    expect(store.maxEntries).toBe(10_000)
+    const body = new Uint8Array(1024 * 1024)
+    const perEntry = estimateSize(body, 'big:0000000')
+    // More counted bytes than the default bound would allow (and fewer entries than maxEntries).
+    const count = Math.floor(make().maxBytes / perEntry) + 20
+    expect(count).toBeLessThan(10_000)
+    for (let i = 0; i < count; i++) store.setSync(`big:${String(i).padStart(7, '0')}`, live(body))
+    expect(store.stats()).toMatchObject({ size: count, bytes: count * perEntry, evictions: 0 })
+    expect(store.stats().bytes).toBeGreaterThan(make().maxBytes)
+  })
+
+  it('with maxEntries and maxBytes both given, whichever is reached first evicts', () => {
+    const store = make({ maxEntries: 3, maxBytes: 1000 })
+    const removals = recordRemovals(store)
+    for (const k of ['a', 'b', 'c', 'd']) store.setSync(k, live(k))
+    expect(removals).toEqual([['evict', 'a']])
+    store.setSync('big', live('x'.repeat(400)))
+    expect(store.stats().bytes).toBeLessThanOrEqual(1000)
+    expect(present(store, ['b', 'c', 'd', 'big'])).toEqual(['c', 'd', 'big'])
+    store.setSync('big2', live('y'.repeat(400)))
+    // 2 x ~820 bytes: over 1000, so the bytes evict what the entry count would have kept.
+    expect(present(store, ['c', 'd', 'big', 'big2'])).toEqual(['big2'])
+    expect(store.stats().bytes).toBe(estimateSize('y'.repeat(400), 'big2'))
+  })
+
   it('maxBytes with the default estimator: bytes stay within the bound and match estimateSize', () => {
     const store = make({ maxBytes: 10_000 })
     const value = (i: number) => `${i}`.padEnd(1000, '.')
@@ -479,6 +564,16 @@ describe('memoryStore: options', () => {
   it('with only maxBytes, the entry count is unbounded', () => {
     expect(make({ maxBytes: 1000 }).maxEntries).toBe(Number.POSITIVE_INFINITY)
     expect(make({ maxBytes: 1000, maxEntries: 5 }).maxEntries).toBe(5)
+  })
+
+  it('the byte bound in force is store.maxBytes: explicit, Infinity, or the default', () => {
+    expect(make({ maxBytes: 1000 }).maxBytes).toBe(1000)
+    expect(make({ maxBytes: Number.POSITIVE_INFINITY }).maxBytes).toBe(Number.POSITIVE_INFINITY)
+    expect(make({ maxEntries: 5 }).maxBytes).toBe(Math.floor(getHeapStatistics().heap_size_limit / 8))
+    expect(make({ maxBytes: Number.POSITIVE_INFINITY, maxEntries: Number.POSITIVE_INFINITY }).maxEntries).toBe(
+      Number.POSITIVE_INFINITY,
+    )
+    expect(make({ maxEntrySize: 100 }).maxEntrySize).toBe(100)
   })
 })
 
@@ -1097,6 +1192,43 @@ describe('estimateSize', () => {
     const once = estimateSize({ a: big })
     const twice = estimateSize({ a: big, b: big })
     expect(twice - once).toBeLessThan(100)
+  })
+
+  it('counts a view by its own length, not by the buffer behind it', () => {
+    const big = new Uint8Array(1024 * 1024)
+    const slice = big.subarray(0, 10)
+    expect(estimateSize(slice)).toBe(64 + 10)
+    // A copy of the slice is counted the same, and keeps only its own 10 bytes alive.
+    expect(estimateSize(new Uint8Array(slice))).toBe(estimateSize(slice))
+    expect(estimateSize(new DataView(big.buffer, 0, 100))).toBe(64 + 100)
+  })
+
+  it('measures plain objects and arrays (the fast path) as it measures the same shapes anywhere else', () => {
+    class Point {
+      x = 1
+      label = 'p'
+    }
+    const flat = { x: 1, label: 'p' }
+    expect(estimateSize(flat)).toBe(estimateSize(new Point()))
+    expect(estimateSize(Object.assign(Object.create(null), flat))).toBe(estimateSize(flat))
+    // Nested, the same object and array count the same as on their own, plus one slot and the key.
+    const list = [1, 'two', true, null, undefined, 3n]
+    expect(estimateSize({ a: list }) - estimateSize({ a: null })).toBe(estimateSize(list))
+    expect(estimateSize({ a: flat }) - estimateSize({ a: null })).toBe(estimateSize(flat))
+    expect(estimateSize([flat]) - estimateSize([null])).toBe(estimateSize(flat))
+  })
+
+  it('counts shared objects once however many there are, and walks very deep values', () => {
+    const shared = { text: 'z'.repeat(1000) }
+    const many = Array.from({ length: 100 }, (_, i) => ({ i, shared }))
+    const alone = Array.from({ length: 100 }, (_, i) => ({ i }))
+    const sharedSize = estimateSize(shared)
+    // Each of the 100 references adds a slot and its key; the shared object itself counts once.
+    expect(estimateSize(many) - estimateSize(alone)).toBe(100 * (8 + 'shared'.length * 2) + sharedSize)
+
+    let deep: { next: unknown } = { next: null }
+    for (let i = 0; i < 100_000; i++) deep = { next: deep }
+    expect(estimateSize(deep)).toBe(100_001 * (16 + 8 + 'next'.length * 2))
   })
 
   it('gives small finite sizes to primitives and nothing to what holds no data', () => {

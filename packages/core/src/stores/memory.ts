@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8'
 import { coarseNow, exactNow, nowNear } from '../clock.js'
 import { type Duration, parseDuration } from '../duration.js'
 import { CacheError, describe } from '../errors.js'
@@ -5,15 +6,25 @@ import type { Store, StoredEntry, StoreListener, StoreRemovalReason, StoreStats 
 import { type EvictionPolicy, fifo, lru, NO_SLOT, type PolicyFactory } from './policy.js'
 
 export interface MemoryStoreOptions {
-  /** Most entries kept; the least valuable is evicted beyond it. Default 10 000 when `maxBytes` is not set. */
+  /**
+   * Most entries kept; the least valuable is evicted beyond it. Default 10 000, unless `maxBytes` is given as a
+   * finite number: then the entry count is unbounded (the bytes bound the store). Both bounds apply when both are set.
+   */
   maxEntries?: number
-  /** Most bytes kept, as measured by `sizeOf`. Default: unbounded by bytes (bounded by `maxEntries`). */
+  /**
+   * Most bytes kept, as measured by `sizeOf`; the least valuable entries are evicted beyond it. Default: an eighth of
+   * the V8 heap limit (`v8.getHeapStatistics().heap_size_limit / 8`, read once per process; about 512 MiB under a
+   * 4 GiB heap), on top of the default `maxEntries`. `Infinity` turns the byte bound off (entries are still
+   * measured and counted in `stats().bytes`, and `maxEntries` keeps its default). The bound in force is
+   * `store.maxBytes`.
+   */
   maxBytes?: number
   /** Largest single entry, in `sizeOf` bytes; a bigger value is refused with `E_VALUE_TOO_LARGE`. Default `maxBytes`. */
   maxEntrySize?: number
   /**
-   * Measures an entry. Sizes are only computed when `maxBytes`, `maxEntrySize` or `sizeOf` is given; the default
-   * estimates the heap a value holds (strings 2 bytes a char, buffers their length, objects walked).
+   * Measures an entry; called on every write, so `stats().bytes` is always the running total of what is kept.
+   * Default `estimateSize`: an estimate of the heap a value holds (strings 2 bytes a char, objects walked, a buffer
+   * or typed array 64 + its own `byteLength`; see `estimateSize` about slices of a larger buffer).
    */
   sizeOf?: (value: unknown, key: string) => number
   /** Which entry to evict: `'lru'` (default), `'fifo'`, or a factory for your own `EvictionPolicy`. */
@@ -33,6 +44,18 @@ const DEFAULT_MAX_ENTRIES = 10_000
 const SWEEP_SLICE = 10_000
 const INITIAL_SLOTS = 1024
 const EMPTY = new Map<string, number>()
+/** The default `maxBytes` when the runtime reports no heap limit (V8 always does). */
+const FALLBACK_MAX_BYTES = 256 * 1024 * 1024
+let defaultMaxBytesValue: number | undefined
+
+/** The default `maxBytes`: an eighth of the V8 heap limit, read once per process. */
+export function defaultMaxBytes(): number {
+  if (defaultMaxBytesValue === undefined) {
+    const limit = getHeapStatistics().heap_size_limit
+    defaultMaxBytesValue = limit > 0 && Number.isFinite(limit) ? Math.floor(limit / 8) : FALLBACK_MAX_BYTES
+  }
+  return defaultMaxBytesValue
+}
 
 /**
  * What the cache's hot path reads: a window on one slot of the store's columns. One object per store, pointed at
@@ -64,7 +87,8 @@ class EntryView implements StoredEntry {
 }
 
 /**
- * An in-process store: bounded (by entries and/or bytes), LRU by default, with lazy expiry.
+ * An in-process store: bounded by entries and by bytes (by default 10 000 entries and an eighth of the V8 heap
+ * limit), LRU by default, with lazy expiry. Every entry is measured, so `stats().bytes` is always the running total.
  * It keeps values by reference: a value read back is the object that was stored, not a copy.
  *
  * @example
@@ -87,6 +111,7 @@ export class MemoryStore implements Store {
   readonly maxEntrySize: number
   private readonly index = new Map<string, Map<string, number>>()
   private readonly policy: EvictionPolicy
+  /** The `sizeOf` option, if any; without it entries are measured by `estimateSize` (inlined in `setSyncIn`). */
   private readonly sizeOf: ((value: unknown, key: string) => number) | undefined
   /** Exact time, for writes, sweeps and deletes. */
   private readonly clock: () => number
@@ -115,7 +140,7 @@ export class MemoryStore implements Store {
   stale: Float64Array
   /** @internal */
   costs: Float64Array
-  /** @internal Empty unless the store measures sizes. */
+  /** @internal */
   sizes: Float64Array
   /** @internal */
   tagsOf: (readonly string[] | undefined)[] = []
@@ -134,13 +159,16 @@ export class MemoryStore implements Store {
     this.name = options.name ?? 'memory'
     const maxBytes = checkBound(options.maxBytes, 'maxBytes')
     let maxEntries = checkBound(options.maxEntries, 'maxEntries')
-    if (maxEntries === undefined) maxEntries = maxBytes === undefined ? DEFAULT_MAX_ENTRIES : Number.POSITIVE_INFINITY
+    if (maxEntries === undefined) {
+      // A finite byte bound given by the caller replaces the entry bound; the default one, or none (Infinity), does not.
+      const bytesOnly = maxBytes !== undefined && maxBytes !== Number.POSITIVE_INFINITY
+      maxEntries = bytesOnly ? Number.POSITIVE_INFINITY : DEFAULT_MAX_ENTRIES
+    }
     this.maxEntries = maxEntries
-    this.maxBytes = maxBytes ?? Number.POSITIVE_INFINITY
+    this.maxBytes = maxBytes ?? defaultMaxBytes()
     const maxEntrySize = checkBound(options.maxEntrySize, 'maxEntrySize')
     this.maxEntrySize = Math.min(maxEntrySize ?? Number.POSITIVE_INFINITY, this.maxBytes)
-    const sized = options.sizeOf !== undefined || maxBytes !== undefined || maxEntrySize !== undefined
-    this.sizeOf = sized ? (options.sizeOf ?? estimateSize) : undefined
+    this.sizeOf = options.sizeOf
     const clock = options.clock
     this.clock = clock ?? exactNow
     this.userClock = clock
@@ -151,7 +179,7 @@ export class MemoryStore implements Store {
     this.fresh = new Float64Array(slots)
     this.stale = new Float64Array(slots)
     this.costs = new Float64Array(slots)
-    this.sizes = new Float64Array(this.sizeOf === undefined ? 0 : slots)
+    this.sizes = new Float64Array(slots)
     const policy = options.policy ?? 'lru'
     if (policy === 'lru') this.policy = lru(slots)
     else if (policy === 'fifo') this.policy = fifo(slots)
@@ -189,24 +217,28 @@ export class MemoryStore implements Store {
       if (slot !== undefined) this.removeSlot(slot, undefined)
       return
     }
-    let size = 0
-    if (this.sizeOf !== undefined) {
-      size = this.sizeOf(entry.value, space + key)
+    let size: number
+    const sizeOf = this.sizeOf
+    if (sizeOf === undefined) {
+      // estimateSize(value, space + key), without joining the key.
+      size = (space.length + key.length) * 2 + valueSize(entry.value)
+    } else {
+      size = sizeOf(entry.value, space + key)
       if (!(size >= 0) || !Number.isFinite(size)) {
         throw new CacheError('E_INVALID_OPTION', `sizeOf returned ${describe(size)} for key ${describe(space + key)}`)
       }
-      if (size > this.maxEntrySize) {
-        // The caller meant to replace the value: keep no outdated copy, and evict nothing else for it.
-        if (slot !== undefined) this.removeSlot(slot, undefined)
-        throw new CacheError(
-          'E_VALUE_TOO_LARGE',
-          `value for key ${describe(space + key)} is ${size} bytes, over this store's maxEntrySize of ${this.maxEntrySize}`,
-        )
-      }
+    }
+    if (size > this.maxEntrySize) {
+      // The caller meant to replace the value: keep no outdated copy, and evict nothing else for it.
+      if (slot !== undefined) this.removeSlot(slot, undefined)
+      throw new CacheError(
+        'E_VALUE_TOO_LARGE',
+        `value for key ${describe(space + key)} is ${size} bytes, over this store's maxEntrySize of ${this.maxEntrySize}`,
+      )
     }
     if (slot !== undefined) {
       if (this.tagsOf[slot] !== undefined) this.untag(slot)
-      if (this.sizeOf !== undefined) this.bytes += size - this.sizes[slot]!
+      this.bytes += size - this.sizes[slot]!
       this.policy.update(slot)
     } else {
       if (this.count >= this.maxEntries) {
@@ -237,7 +269,7 @@ export class MemoryStore implements Store {
     this.fresh[slot] = entry.freshUntil
     this.stale[slot] = entry.staleUntil
     this.costs[slot] = entry.cost ?? Number.NaN
-    if (this.sizeOf !== undefined) this.sizes[slot] = size
+    this.sizes[slot] = size
     const tags = entry.tags !== undefined && entry.tags.length > 0 ? entry.tags : undefined
     this.tagsOf[slot] = tags
     if (tags !== undefined) this.tag(slot, tags)
@@ -454,7 +486,7 @@ export class MemoryStore implements Store {
     this.fresh = widen(this.fresh)
     this.stale = widen(this.stale)
     this.costs = widen(this.costs)
-    if (this.sizeOf !== undefined) this.sizes = widen(this.sizes)
+    this.sizes = widen(this.sizes)
     this.policy.grow(capacity)
   }
 
@@ -489,7 +521,7 @@ export class MemoryStore implements Store {
       this.lastSpace = undefined
     }
     this.policy.remove(slot)
-    if (this.sizeOf !== undefined) this.bytes -= this.sizes[slot]!
+    this.bytes -= this.sizes[slot]!
     if (this.tagsOf[slot] !== undefined) this.untag(slot)
     this.keys[slot] = undefined
     this.values[slot] = undefined
@@ -543,48 +575,122 @@ function checkBound(value: number | undefined, option: string): number | undefin
 /**
  * Estimates the bytes a value keeps alive. Not exact (V8 does not say), but monotonic in what matters: string
  * length, buffer length, number of properties. Shared sub-objects and cycles are counted once.
+ *
+ * A `Buffer`, typed array or `DataView` counts 64 + its own `byteLength`: the length of the view, not of the
+ * `ArrayBuffer` behind it. A small slice of a big buffer (a `subarray`, a small `Buffer` from Node's shared pool)
+ * keeps the whole big buffer alive but is counted at its own length; store a copy of it (`new Uint8Array(slice)`)
+ * for the count to be true.
  */
 export function estimateSize(value: unknown, key = ''): number {
-  return key.length * 2 + sizeOfValue(value, new Set())
+  return key.length * 2 + valueSize(value)
 }
 
-function sizeOfValue(value: unknown, seen: Set<object>): number {
-  switch (typeof value) {
-    case 'string':
-      return 12 + value.length * 2
-    case 'number':
-      return 8
-    case 'boolean':
-      return 4
-    case 'bigint':
-      return 16
-    case 'undefined':
-    case 'symbol':
-    case 'function':
-      return 0
-  }
+/**
+ * `estimateSize` without the key. Primitives, and plain objects or arrays whose items are all primitives, are
+ * measured without allocating; anything else is walked with an explicit stack (no recursion, so no depth limit).
+ */
+function valueSize(value: unknown): number {
+  if (typeof value !== 'object') return primitiveSize(value)
   if (value === null) return 0
-  const obj = value as object
-  if (seen.has(obj)) return 0
-  seen.add(obj)
-  if (ArrayBuffer.isView(obj)) return 64 + obj.byteLength
-  if (obj instanceof ArrayBuffer) return 32 + obj.byteLength
-  if (obj instanceof Date) return 24
+  // `constructor`, not Object.getPrototypeOf: a property load V8 caches, where getPrototypeOf is a call.
+  const ctor = (value as { constructor?: unknown }).constructor
+  if (ctor === Object) return plainObjectSize(value as Record<string, unknown>)
+  if (ctor === Array && Array.isArray(value)) return arraySize(value)
+  return walk([value], undefined)
+}
+
+function primitiveSize(value: unknown): number {
+  // `typeof x === '...'` tests, not a switch on typeof: V8 compiles these to a direct type check.
+  if (typeof value === 'string') return 12 + value.length * 2
+  if (typeof value === 'number') return 8
+  if (typeof value === 'boolean') return 4
+  if (typeof value === 'bigint') return 16
+  // undefined, symbol, function
+  return 0
+}
+
+/** A plain object's own size and its primitive properties; any object property is handed to `walk`. */
+function plainObjectSize(obj: Record<string, unknown>): number {
   let size = 16
-  if (Array.isArray(obj)) {
-    for (const item of obj) size += 8 + sizeOfValue(item, seen)
-    return size
+  let pending: object[] | undefined
+  // for-in, not Object.keys: no array to allocate. It also lists inherited enumerable keys, which a plain object
+  // (whose prototype is Object.prototype) has none of.
+  for (const k in obj) {
+    const v = obj[k]
+    size += 8 + k.length * 2
+    if (typeof v !== 'object' || v === null) size += primitiveSize(v)
+    else if (pending === undefined) pending = [v]
+    else pending.push(v)
   }
-  if (obj instanceof Map) {
-    for (const [k, v] of obj) size += 16 + sizeOfValue(k, seen) + sizeOfValue(v, seen)
-    return size
+  return pending === undefined ? size : size + walk(pending, obj)
+}
+
+/** The same for a plain array. */
+function arraySize(array: unknown[]): number {
+  let size = 16
+  let pending: object[] | undefined
+  for (const item of array) {
+    size += 8
+    if (typeof item !== 'object' || item === null) size += primitiveSize(item)
+    else if (pending === undefined) pending = [item]
+    else pending.push(item)
   }
-  if (obj instanceof Set) {
-    for (const v of obj) size += 8 + sizeOfValue(v, seen)
-    return size
-  }
-  for (const k of Object.keys(obj)) {
-    size += 8 + k.length * 2 + sizeOfValue((obj as Record<string, unknown>)[k], seen)
+  return pending === undefined ? size : size + walk(pending, array)
+}
+
+/** Up to this many objects in a value, `walk` remembers what it counted in an array rather than a `Set`. */
+const FEW = 16
+
+/**
+ * The size of the objects in `pending` and of everything they reach, except `parent` (already counted). Every
+ * object counts once, for its own part (header, one slot per item or property, primitive items); every reference
+ * counts its slot. The total does not depend on the order of the walk.
+ */
+function walk(pending: object[], parent: object | undefined): number {
+  // What was counted: a short list while the value is small (most are), a set beyond that.
+  const few: object[] = parent === undefined ? [] : [parent]
+  let many: Set<object> | undefined
+  let size = 0
+  while (pending.length > 0) {
+    const obj = pending.pop()!
+    if (many === undefined) {
+      if (few.includes(obj)) continue
+      if (few.length < FEW) few.push(obj)
+      else many = new Set(few).add(obj)
+    } else {
+      if (many.has(obj)) continue
+      many.add(obj)
+    }
+    if (ArrayBuffer.isView(obj)) {
+      size += 64 + obj.byteLength
+    } else if (obj instanceof ArrayBuffer) {
+      size += 32 + obj.byteLength
+    } else if (obj instanceof Date) {
+      size += 24
+    } else if (Array.isArray(obj)) {
+      size += 16
+      for (const v of obj) size += 8 + sizeOrPush(v, pending)
+    } else if (obj instanceof Map) {
+      size += 16
+      for (const [k, v] of obj) size += 16 + sizeOrPush(k, pending) + sizeOrPush(v, pending)
+    } else if (obj instanceof Set) {
+      size += 16
+      for (const v of obj) size += 8 + sizeOrPush(v, pending)
+    } else {
+      size += 16
+      for (const k of Object.keys(obj)) {
+        size += 8 + k.length * 2 + sizeOrPush((obj as Record<string, unknown>)[k], pending)
+      }
+    }
   }
   return size
+}
+
+/** A primitive's size; an object is left in `pending` for `walk`, and counts 0 here. */
+function sizeOrPush(value: unknown, pending: object[]): number {
+  if (typeof value === 'object' && value !== null) {
+    pending.push(value)
+    return 0
+  }
+  return primitiveSize(value)
 }
