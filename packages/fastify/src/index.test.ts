@@ -69,6 +69,12 @@ const harness: HttpAdapterHarness = {
       done()
     })
     await app.register(fastifyCache, { cache })
+    // The routes' late headers: an onSend hook added after the plugin's runs after it (as @fastify/cookie's does).
+    app.addHook('onSend', (request, reply, payload, done) => {
+      const route = routes.find((r) => r.path === request.routeOptions.url)
+      for (const [name, value] of Object.entries(route?.late ?? {})) reply.header(name, value)
+      done(null, payload)
+    })
     for (const route of routes) addRoute(app, route)
     const url = await listen(app)
     return { url, close: () => app.close() }

@@ -91,16 +91,15 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
         host: request.host,
       },
       source: request,
-      // fastify parsed the query before any hook: the ignored parameters are taken out of it too.
+      // fastify parsed the query before any hook: it is parsed again, by the router's own querystringParser (what
+      // findRoute hands back), from the URL without the ignored parameters. Should that fail, this throws, and the
+      // engine keys every parameter instead.
       rewriteUrl: (to) => {
-        const from = request.raw.url ?? '/'
+        const found = app.findRoute({ method: request.method, url: to }) as { searchParams?: unknown } | null
+        const query = found?.searchParams
+        if (typeof query !== 'object' || query === null) throw new Error(`no route to parse ${to} with`)
         request.raw.url = to
-        const query = request.query
-        if (typeof query !== 'object' || query === null) return
-        const left = new Set(names(to))
-        for (const name of names(from)) {
-          if (!left.has(name)) delete (query as Record<string, unknown>)[decodeName(name)]
-        }
+        request.query = query
       },
       detached: (copy) => runDetached(app.server, copy),
       // A URL the engine knows is uncacheable: on to the handler with the engine's headers, nothing watched.
@@ -126,11 +125,26 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
             const headers = reply.getHeaders()
             // fastify sets content-length after onSend; the engine needs it now to judge the size.
             if (whole && headers['content-length'] === undefined) headers['content-length'] = byteLength(payload)
-            const unchanged: Record<string, unknown> = {}
-            for (const [name, value] of Object.entries(outer)) {
-              if (value !== undefined && sameValue(headers[name], value)) unchanged[name] = value
+            const decision = head(reply.statusCode, headers, unchangedOf(headers, outer))
+            // onSend hooks added after this plugin's (@fastify/cookie and @fastify/session write Set-Cookie there)
+            // run after this decision: the copy is judged again on the headers as they go out, when fastify writes
+            // them (not when the client has read it all: a slow reader must not hold up the requests waiting).
+            let cap = 0
+            // Synchronously: Node may emit 'close' before a promise callback would run.
+            const atHeaders = (then: () => void): void => {
+              const raw = reply.raw
+              const writeHead = raw.writeHead
+              raw.writeHead = function (this: typeof raw, ...args: unknown[]) {
+                raw.writeHead = writeHead
+                const final = reply.getHeaders()
+                const again = head(reply.statusCode, final, unchangedOf(final, outer))
+                cap = again.action === 'send' ? again.capture : 0
+                then()
+                return (writeHead as (...a: unknown[]) => typeof raw).apply(this, args)
+              } as typeof raw.writeHead
             }
-            const decision = head(reply.statusCode, headers, unchanged as HttpHeaders)
+            const judgedAgain = (body: Uint8Array | undefined): Uint8Array | undefined =>
+              body !== undefined && cap > 0 && body.byteLength <= cap ? body : undefined
             if (decision.action === 'discard') {
               settle(undefined)
               new Promise<HttpResponse | undefined>((answer) => {
@@ -151,12 +165,16 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
             for (const [name, value] of decision.headers) reply.header(name, value)
             if (decision.capture <= 0) settle(undefined)
             else if (whole) {
-              const fits = byteLength(payload) <= decision.capture
-              settle(!fits ? undefined : typeof payload === 'string' ? Buffer.from(payload) : (payload ?? EMPTY))
+              if (byteLength(payload) > decision.capture) settle(undefined)
+              else {
+                const copy = typeof payload === 'string' ? Buffer.from(payload) : (payload ?? EMPTY)
+                atHeaders(() => settle(judgedAgain(copy)))
+              }
             } else if (typeof (payload as Readable).pipe === 'function') {
               const tee = collector(decision.capture)
+              atHeaders(() => {})
               // 'finish' (all of it written) comes before 'close'; a response cut short has only 'close'.
-              reply.raw.once('finish', () => settle(tee.body()))
+              reply.raw.once('finish', () => settle(judgedAgain(tee.body())))
               // pipeline: an error of the handler's stream reaches fastify through the tee, and a client that goes
               // away (fastify destroys the tee) ends the handler's stream too.
               pipeline(payload as Readable, tee, () => {})
@@ -197,6 +215,15 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
 
 const EMPTY = new Uint8Array(0)
 
+/** The headers of `headers` that hooks before the plugin's had set (in `outer`) with the same value. */
+function unchangedOf(headers: Record<string, unknown>, outer: Record<string, unknown>): HttpHeaders {
+  const unchanged: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(outer)) {
+    if (value !== undefined && sameValue(headers[name], value)) unchanged[name] = value
+  }
+  return unchanged as HttpHeaders
+}
+
 function sameValue(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i])
   return a === b
@@ -209,28 +236,6 @@ function headerRecord(headers: Record<string, unknown>): Record<string, string |
     if (value !== undefined) out[name] = Array.isArray(value) ? value.map(String) : String(value)
   }
   return out
-}
-
-/** The parameter names of a URL's query, as sent. */
-function names(url: string): string[] {
-  const at = url.indexOf('?')
-  if (at < 0) return []
-  return url
-    .slice(at + 1)
-    .split('&')
-    .map((pair) => {
-      const eq = pair.indexOf('=')
-      return eq < 0 ? pair : pair.slice(0, eq)
-    })
-}
-
-/** A parameter name as a query parser decodes it ('+' is a space). */
-function decodeName(name: string): string {
-  try {
-    return decodeURIComponent(name.replaceAll('+', ' '))
-  } catch {
-    return name
-  }
 }
 
 function byteLength(payload: string | Uint8Array | null | undefined): number {

@@ -10,8 +10,8 @@ afterEach(async () => {
   for (const app of apps.splice(0)) await app.close()
 })
 
-async function start(setup: (app: FastifyInstance) => void) {
-  const app = Fastify()
+async function start(setup: (app: FastifyInstance) => void, options: Parameters<typeof Fastify>[0] = {}) {
+  const app = Fastify(options)
   apps.push(app)
   await app.register(fastifyCache, { cache: createCache(), ttl: '1m' })
   setup(app)
@@ -67,5 +67,30 @@ describe('review: fastify', () => {
     await (await fetch(`${url}/t`)).text()
     await (await fetch(`${url}/t`, { method: 'POST' })).text()
     expect(await (await fetch(`${url}/t`)).json()).toEqual({ version: 2 })
+  })
+
+  it("ignored parameters are taken out of request.query as the app's own query parser reads them", async () => {
+    // A bracket-style parser (as qs does): `utm_source[]=x` is read as `utm_source`.
+    const querystringParser = (query: string) => {
+      const out: Record<string, string> = {}
+      for (const [name, value] of new URLSearchParams(query)) out[name.replace(/\[\]$/, '')] = value
+      return out
+    }
+    let calls = 0
+    const url = await start(
+      (app) => {
+        app.get('/landing', { config: { cache: true } }, (request) => {
+          calls++
+          return `hello from ${(request.query as Record<string, string>).utm_source ?? 'nowhere'} via ${request.url}`
+        })
+      },
+      { routerOptions: { querystringParser } },
+    )
+    const attack = await fetch(`${url}/landing?utm_source[]=%3Cscript%3Ealert(1)%3C/script%3E`)
+    expect(await attack.text()).toBe('hello from nowhere via /landing')
+    const next = await fetch(`${url}/landing`)
+    expect(await next.text()).toBe('hello from nowhere via /landing')
+    expect(next.headers.get('cache-status')).toMatch(/hit/)
+    expect(calls).toBe(1)
   })
 })

@@ -138,17 +138,34 @@ function exchange(
       }
       // An unsafe request's answer waits for its invalidation: the client's next request must not find the old copy.
       if (decision.hold !== undefined) await decision.hold
-      if (body === undefined && trySet(resHeaders, decision.headers)) {
+      // Nothing to store and nothing read: the handler's answer goes out as it is, its body untouched (reading
+      // `res.body` of a lightweight @hono/node-server Response would rebuild it, and the headers with it).
+      if (capture <= 0 && body === undefined && trySet(resHeaders, decision.headers)) {
         answered()
         return collected
+      }
+      let clientBody = whole?.byteLength ? whole : body === undefined ? res.body : body
+      // Middleware before this one runs on after next() returns here, and may still change the answer's headers
+      // (c.header('Cache-Control', 'private') for a signed-in user): a copy is stored only once the answer has gone
+      // out, judged again on its headers as they finally were.
+      let sent: Promise<boolean> | undefined
+      if (capture > 0) {
+        const watched = watchEnd(clientBody, (c.env as { outgoing?: unknown } | undefined)?.outgoing)
+        clientBody = watched.body
+        sent = watched.ended
       }
       const out = new Headers(resHeaders)
       for (const [name, value] of decision.headers) out.set(name, value)
       if (typeof seen['content-length'] === 'string') out.set('content-length', seen['content-length'])
-      const init = { status, statusText: res.statusText, headers: out }
-      replace(c, new Response(whole?.byteLength ? whole : body === undefined ? res.body : body, init))
+      replace(c, new Response(clientBody, { status, statusText: res.statusText, headers: out }))
       answered()
-      return collected
+      if (sent === undefined) return collected
+      return Promise.all([collected, sent]).then(([copy, complete]) => {
+        if (!complete || copy === undefined) return undefined
+        const final = headersOf(c.res.headers)
+        const again = head(status, final, unchangedOf(final, outer ?? new Headers()))
+        return again.action === 'send' && again.capture > 0 && copy.byteLength <= again.capture ? copy : undefined
+      })
     },
     send(response) {
       const empty = response.body.byteLength === 0 || NO_BODY.has(response.status)
@@ -244,6 +261,56 @@ function headersOf(headers: Headers): Record<string, string | string[]> {
   const cookies = headers.getSetCookie()
   if (cookies.length > 0) out['set-cookie'] = cookies
   return out
+}
+
+/**
+ * `body`, and when the answer it belongs to has left the middleware chain (what middleware before the cache does after
+ * `next()` is done): the first read of the body, which comes once the app returned the response. On
+ * @hono/node-server, a response that closes before that was never sent (`ended` is false). Elsewhere, where nothing
+ * says the response was dropped, and for a body of null, also once the tasks queued now have run (middleware that
+ * awaits more work after `next()` is not waited for then). Never the client's pace: a slow reader must not hold up
+ * the requests that wait for this answer.
+ */
+function watchEnd(
+  body: ReadableStream<Uint8Array> | Uint8Array | null,
+  outgoing: unknown,
+): { body: ReadableStream<Uint8Array> | Uint8Array | null; ended: Promise<boolean> } {
+  let settle!: (complete: boolean) => void
+  const ended = new Promise<boolean>((resolve) => {
+    settle = resolve
+  })
+  const node = outgoing as { once?: (event: string, fn: () => void) => void } | undefined
+  if (body === null || typeof node?.once !== 'function') setTimeout(() => settle(true), 0)
+  if (body === null) return { body, ended }
+  node?.once?.('close', () => settle(false))
+  const bytes = body instanceof Uint8Array ? body : undefined
+  const reader = bytes === undefined ? (body as ReadableStream<Uint8Array>).getReader() : undefined
+  const watched = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        settle(true)
+        if (bytes !== undefined) {
+          controller.enqueue(bytes)
+          controller.close()
+          return
+        }
+        try {
+          const next = await reader!.read()
+          if (next.done) controller.close()
+          else controller.enqueue(next.value)
+        } catch (error) {
+          controller.error(error)
+        }
+      },
+      cancel(reason) {
+        settle(false)
+        return reader?.cancel(reason)
+      },
+    },
+    // Pulled only when read: by default a stream reads ahead at once, before anyone asked.
+    { highWaterMark: 0 },
+  )
+  return { body: watched, ended }
 }
 
 /** The headers of `headers` that earlier middleware set (in `outer`) and the handler left as they were. */

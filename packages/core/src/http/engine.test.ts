@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage } from 'node:http'
+import { createServer, type IncomingMessage, request } from 'node:http'
 import { describe, expect, it } from 'vitest'
 import { createCache } from '../index.js'
 import { closeServersAfterEach, serve, track } from './fixtures/node-server.js'
@@ -26,6 +26,36 @@ describe('createHttpCache options', () => {
 })
 
 describe('the engine over node:http', () => {
+  it('invalidate(url) drops entries keyed on the target as sent, not only as a URL would normalise it', async () => {
+    let calls = 0
+    const { http, port } = await serve((req, res) => {
+      calls++
+      res.end(`${req.url} ${calls}`)
+    })
+    const get = (target: string, host: string) =>
+      new Promise<string>((resolve, reject) => {
+        const req = request({ port, host: '127.0.0.1', path: target, headers: { host }, agent: false }, (res) => {
+          let text = ''
+          res.on('data', (chunk: Buffer) => {
+            text += chunk
+          })
+          res.on('end', () => resolve(`${text} ${res.headers['cache-status']}`))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+    for (const [target, host] of [
+      ["/items?q='x'", 'a.example'],
+      ['/it{e}ms', 'a.example'],
+      ['/p', 'LOCALHOST:80'],
+    ] as const) {
+      await get(target, host)
+      expect(await get(target, host)).toMatch(/ hit/)
+      await http.invalidate(`http://${host}${target}`)
+      expect(await get(target, host), `${host}${target}`).toMatch(/fwd=miss; stored/)
+    }
+  })
+
   it('invalidate(url) drops every variant of the URL, and only that URL', async () => {
     let calls = 0
     const { url, http } = await serve(

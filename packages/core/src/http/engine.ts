@@ -173,13 +173,19 @@ class Engine<R> implements HttpCache<R> {
 
   async invalidate(url: string | URL): Promise<void> {
     const u = typeof url === 'string' ? new URL(url) : url
+    // Keys hold the request-target as sent: a string is taken as written ('/items?q=\'x\'', 'Host:80'), and as a
+    // URL would normalise it ('%27', no default port), so that both spellings are dropped.
+    const parts = [[u.protocol.slice(0, -1), u.host, u.pathname + u.search]]
+    const raw = typeof url === 'string' ? ABSOLUTE.exec(url) : null
+    if (raw !== null) parts.push([raw[1]!.toLowerCase(), raw[2]!, (raw[3] || '/') + (raw[4] ?? '')])
     epoch++
-    // Both spellings of the query: with the ignored parameters dropped (adapters that remove them from what the app
-    // sees) and kept (adapters that cannot, whose keys have them).
-    const tags = new Set([
-      this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search, true),
-      this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search, false),
-    ])
+    // Each with and without the ignored parameters: adapters that remove them from what the app sees key without
+    // them, adapters that cannot key with them.
+    const tags = new Set<string>()
+    for (const [scheme, host, target] of parts) {
+      tags.add(this.urlTag(scheme!, host!, target!, true))
+      tags.add(this.urlTag(scheme!, host!, target!, false))
+    }
     await this.cache.invalidateTags([...tags])
   }
 
@@ -355,11 +361,18 @@ class Engine<R> implements HttpCache<R> {
     const head = ex.request.method.toUpperCase() === 'HEAD'
     const at = epoch
     const body = await ex.forward((s, hs, before): ForwardDecision => {
-      status = s
-      headers = lowerCase(hs)
-      outer = before === undefined ? undefined : lowerCase(before)
-      verdict = head ? NOT_STORED_VERDICT : this.judgeSized(s, headers, ex.request, turn.shared)
-      return this.sendDecision(verdict, 'fwd=miss', s, headers)
+      const seen = lowerCase(hs)
+      const now = head ? NOT_STORED_VERDICT : this.judgeSized(s, seen, ex.request, turn.shared)
+      // A second call only vetoes (see HttpExchange.forward): what is stored is the first answer.
+      if (verdict === undefined || now.reason !== undefined) {
+        if (verdict === undefined) {
+          status = s
+          headers = seen
+          outer = before === undefined ? undefined : lowerCase(before)
+        }
+        verdict = now
+      }
+      return this.sendDecision(now, 'fwd=miss', s, seen)
     })
     turn.sent = true
     if (verdict === undefined || verdict.reason !== undefined) {
@@ -402,9 +415,9 @@ class Engine<R> implements HttpCache<R> {
     tags: readonly string[],
   ): Promise<void> {
     const primary = turn.primary
+    // No epoch check: a marker written just after an invalidation of its URL only lists ids whose copies are gone
+    // (their lookups miss); what matters, that no copy older than the invalidation is stored, is the callers' check.
     const run = async () => {
-      // An invalidation ran meanwhile: it dropped the marker, which must not come back listing what it deleted.
-      if (epoch !== turn.epoch) return
       const current = await this.cache.get<Value>(primary)
       const marker = current?.k === 'v' ? current : undefined
       const same = marker !== undefined && sameList(marker.vary, vary)
@@ -415,7 +428,6 @@ class Engine<R> implements HttpCache<R> {
       while (variants.length > this.o.maxVariants) drop.push(variants.shift()!)
       const last = Math.max(until, same ? (marker.until ?? 0) : 0)
       const next: VaryMarker = { k: 'v', vary, variants, until: last }
-      if (epoch !== turn.epoch) return
       await this.cache.set(primary, next, { ttl: Math.max(1, last - Date.now()), grace: 0, tags })
       if (drop.length > 0) await this.cache.deleteMany(drop.map((v) => primary + field('v', v)))
     }
@@ -476,17 +488,30 @@ class Engine<R> implements HttpCache<R> {
         let discarded = false
         status = 0
         headers = {}
+        let refuse!: () => void
+        const refused = new Promise<undefined>((resolve) => {
+          refuse = () => resolve(undefined)
+        })
         const forwarded = ex.forward((s, hs, before): ForwardDecision => {
-          status = s
-          headers = lowerCase(hs)
-          outer = before === undefined ? undefined : lowerCase(before)
-          if (s >= 500 && Date.now() < sieUntil) {
-            discarded = true
-            turn.failedStatus = s
-            return { action: 'discard' }
+          const seen = lowerCase(hs)
+          if (verdict === undefined) {
+            status = s
+            headers = seen
+            outer = before === undefined ? undefined : lowerCase(before)
+            if (s >= 500 && Date.now() < sieUntil) {
+              discarded = true
+              turn.failedStatus = s
+              return { action: 'discard' }
+            }
           }
-          verdict = this.judgeSized(s, headers, ex.request, turn.shared)
-          return this.sendDecision(verdict, stale === undefined ? 'fwd=miss' : `fwd=stale; fwd-status=${s}`, s, headers)
+          const now = this.judgeSized(s, seen, ex.request, turn.shared)
+          // A second call (the adapter judging the headers as they finally went out, or with a length it learnt)
+          // can only veto: what is stored stays the answer as the first call saw it.
+          if (verdict === undefined || now.reason !== undefined) verdict = now
+          // Not storable: the waiters go on now instead of queueing behind this body (a slow reader, an endless
+          // stream).
+          if (now.reason !== undefined) refuse()
+          return this.sendDecision(now, stale === undefined ? 'fwd=miss' : `fwd=stale; fwd-status=${s}`, s, seen)
         })
         turn.forwarded = forwarded.then(
           () => {
@@ -494,11 +519,11 @@ class Engine<R> implements HttpCache<R> {
           },
           () => {},
         )
-        body = await forwarded
-        turn.sent = !discarded
-        if (discarded) throw new Error(`the handler answered ${status}`)
-        if (verdict !== undefined && verdict.reason === undefined && body === undefined) {
-          verdict = { ...verdict, reason: 'stream' }
+        body = await Promise.race([forwarded, refused])
+        if (verdict === undefined || verdict.reason === undefined) {
+          turn.sent = !discarded
+          if (discarded) throw new Error(`the handler answered ${status}`)
+          if (verdict !== undefined && body === undefined) verdict = { ...verdict, reason: 'stream' }
         }
       }
       if (verdict === undefined || verdict.reason !== undefined || body === undefined) {
@@ -625,6 +650,8 @@ class Engine<R> implements HttpCache<R> {
     const strict = cc.has('must-revalidate') || cc.has('proxy-revalidate')
     const swrMs = strict ? 0 : seconds(cc.get('stale-while-revalidate'), o.swr)
     const sieMs = strict ? 0 : seconds(cc.get('stale-if-error'), o.sie)
+    // A no-cache copy serves only stale-if-error: without it there is nothing to keep.
+    if (noCache && sieMs === 0) return no('no-cache')
     if (freshMs === 0 && !noCache && swrMs === 0 && sieMs === 0) return no('expired')
     return { reason: undefined, freshMs, swrMs, sieMs, noCache, vary }
   }
@@ -765,9 +792,19 @@ class Engine<R> implements HttpCache<R> {
       for (const name of ['location', 'content-location']) {
         const target = first(headers[name])
         if (target === undefined) continue
+        // A path on this host, as written: the spelling its GETs are keyed with.
+        if (target.startsWith('/') && !target.startsWith('//')) {
+          const end = target.indexOf('#')
+          tags.push(this.urlTag(protocol, host, end < 0 ? target : target.slice(0, end), ignoring))
+          continue
+        }
         try {
-          const u: URL = new URL(target, `${protocol}://${host}${url.startsWith('/') ? url : '/'}`)
-          if (u.host === host) tags.push(this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search, ignoring))
+          const base = new URL(`${protocol}://${host}/`)
+          const u: URL = new URL(target, base)
+          // The same origin, however its host is spelt ('example.com:80' is 'example.com').
+          if (u.origin !== base.origin) continue
+          tags.push(this.urlTag(u.protocol.slice(0, -1), host, u.pathname + u.search, ignoring))
+          if (u.host !== host) tags.push(this.urlTag(u.protocol.slice(0, -1), u.host, u.pathname + u.search, ignoring))
         } catch {
           // Not a URL: nothing to invalidate.
         }
@@ -804,7 +841,12 @@ class Engine<R> implements HttpCache<R> {
     }
     const seen = dropped ? kept.map((p) => p[1]).join('&') : undefined
     if (kept.length === 0) return { key: '', seen }
-    if (kept.length > 1) kept.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    if (kept.length > 1) {
+      // Sorted by the name as a query parser reads it ('%61' and 'a' are one name, and so are 'a[]' and 'a' for qs):
+      // parameters an app sees under one name keep their order, whatever their spelling.
+      for (const pair of kept) pair[0] = parsedName(pair[0])
+      kept.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    }
     return { key: kept.map((p) => p[1]).join('&'), seen }
   }
 
@@ -987,6 +1029,9 @@ function sameValue(a: HeaderValue, b: HeaderValue): boolean {
   return String(a) === String(b)
 }
 
+/** An absolute URL as written: scheme, authority, path, query (the fragment left out). */
+const ABSOLUTE = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(\?[^#]*)?/i
+
 /** RFC 3986 reg-name (unreserved, sub-delims, pct-encoded), IP-literal, then an optional port. */
 const HOST =
   /^(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?$/
@@ -1003,6 +1048,20 @@ function validHost(value: HeaderValue): string | undefined {
   else return undefined
   if (host.length === 0 || host.length > 261 || !HOST.test(host)) return undefined
   return host.toLowerCase()
+}
+
+/** A query parameter's name as parsers read it: decoded ('+' is a space), up to a first '[' (qs's a[]=, a[b]=). */
+function parsedName(raw: string): string {
+  let name = raw
+  if (name.indexOf('%') >= 0 || name.indexOf('+') >= 0) {
+    try {
+      name = decodeURIComponent(name.replaceAll('+', ' '))
+    } catch {
+      // Not valid percent-encoding: parsers keep such a name as sent.
+    }
+  }
+  const bracket = name.indexOf('[')
+  return bracket > 0 ? name.slice(0, bracket) : name
 }
 
 /** Whether a request carries a body: a `Transfer-Encoding`, or a `Content-Length` other than 0. */

@@ -70,6 +70,16 @@ async function answer(route: SuiteRoute, req: IncomingMessage, res: ServerRespon
   res.end(body)
 }
 
+/** Adds `headers` when the response's headers go out, as on-headers (express-session) does: a writeHead wrapper. */
+function addLate(res: ServerResponse, headers: Readonly<Record<string, string>> | undefined): void {
+  if (headers === undefined) return
+  const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    for (const [name, value] of Object.entries(headers)) this.setHeader(name, value)
+    return writeHead.apply(this, args)
+  } as ServerResponse['writeHead']
+}
+
 /** A server whose routes run behind the engine; without `detached`, the engine must revalidate while clients wait. */
 async function start(
   cache: Parameters<HttpAdapterHarness['start']>[0],
@@ -92,6 +102,7 @@ async function start(
     }
     // The route's earlier middleware: it sets its headers before the cache runs (on detached refreshes too).
     for (const [name, value] of Object.entries(entry.route.before ?? {})) res.setHeader(name, value)
+    addLate(res, entry.route.late)
     const run = () => void answer(entry.route, req, res)
     if (isDetached(req)) return forwardDetached(res, run)
     const exchange = nodeExchange(req, res, run, req)

@@ -106,15 +106,40 @@ function forward(
       done = true
       resolve(body)
     }
-    const decide = (status: number, extra?: unknown): void => {
-      if (decided) return
-      decided = true
+    /** The header argument of the writeHead that sent the headers: Node does not always merge it into getHeaders(). */
+    let given: unknown
+    let rechecked = false
+    const current = (extra: unknown) => {
       const headers = res.getHeaders() as Record<string, string | number | readonly string[] | undefined>
       if (extra !== undefined && extra !== null) {
         for (const [name, value] of headerPairs(extra)) headers[name.toLowerCase()] = value
       }
       const unchanged: Record<string, string | number | readonly string[] | undefined> = {}
       for (const name of before) if (sameValue(headers[name], outer[name])) unchanged[name] = headers[name]
+      return { headers, unchanged }
+    }
+    /**
+     * Once the headers have gone out, the engine judges them again as they went: middleware before the cache may
+     * have wrapped writeHead too (express-session adds its Set-Cookie there, through on-headers), and its wrapper
+     * runs inside this one, after the first decision. The second decision can only withdraw the copy.
+     */
+    const recheck = () => {
+      if (rechecked || !res.headersSent) return
+      rechecked = true
+      if (chunks === undefined) return
+      const { headers, unchanged } = current(given)
+      const again = head(res.statusCode, headers, unchanged)
+      if (again.action !== 'send' || again.capture <= 0) {
+        chunks = undefined
+        // Nothing will be stored: whoever waits for this answer may go on now.
+        finish(undefined)
+      } else cap = Math.min(cap, again.capture)
+    }
+    const decide = (status: number, extra?: unknown): void => {
+      if (decided) return
+      decided = true
+      given = extra
+      const { headers, unchanged } = current(extra)
       const decision = head(status, headers, unchanged)
       if (decision.action === 'discard') {
         discard = true
@@ -135,15 +160,20 @@ function forward(
       const buf = copyOf(chunk, encoding)
       if (buf === undefined) return
       size += buf.byteLength
-      // Past the cap the body still goes to the client in full; only the copy is dropped.
-      if (size > cap) chunks = undefined
-      else chunks.push(buf)
+      // Past the cap the body still goes to the client in full; only the copy is dropped, and whoever waits for
+      // this answer to be stored may go on at once (a client that reads slowly must not hold them up).
+      if (size > cap) {
+        chunks = undefined
+        finish(undefined)
+      } else chunks.push(buf)
     }
 
     res.writeHead = function (this: ServerResponse, status: number, ...rest: unknown[]) {
       decide(status, typeof rest[0] === 'string' ? rest[1] : rest[0])
       if (discard) return this
-      return writeHead.call(this, status, ...rest)
+      const out = writeHead.call(this, status, ...rest)
+      recheck()
+      return out
     } as WriteHead
     res.write = function (this: ServerResponse, chunk: unknown, encoding?: unknown, cb?: unknown) {
       decide(this.statusCode)

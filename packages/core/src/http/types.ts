@@ -75,7 +75,11 @@ export interface HttpExchange<R = HttpRequest> {
    * the decision, and resolves with the collected body: `undefined` when none was asked for, the body outgrew the
    * cap, the stream was aborted, or the adapter cannot collect this kind of body. An adapter that holds the whole
    * response before sending it (hono) may call `head` once more, with the `content-length` it learnt by reading a
-   * body the first decision asked to collect: the second decision replaces the first.
+   * body the first decision asked to collect. An adapter whose framework lets middleware that runs before the cache
+   * change the headers after the handler (express-session's writeHead wrapper, a later fastify `onSend` hook, hono
+   * middleware after `next()`) calls `head` once more with the headers as they finally went out, and drops the copy
+   * unless that decision still asks for it. A second call can only veto: what is stored is the answer as the first
+   * call saw it (such middleware runs again on every hit, compressing or adding its headers).
    *
    * `headers` are the response's final headers, whoever set them (the handler, or middleware that ran before the
    * cache): the decision is taken on all of them. `outer` are those that earlier middleware had set and the handler

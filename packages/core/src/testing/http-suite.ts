@@ -75,6 +75,12 @@ export interface SuiteRoute {
    * middleware in front of the cache middleware of this route.
    */
   readonly before?: Readonly<Record<string, string>>
+  /**
+   * Headers that middleware running before the cache adds LATE, once the handler's answer is final and the cache has
+   * decided: express-session adds its `Set-Cookie` in a writeHead wrapper (on-headers), `@fastify/cookie` in an
+   * `onSend` hook registered after the cache's, hono middleware after `await next()`.
+   */
+  readonly late?: Readonly<Record<string, string>>
 }
 
 /** How the harness sets its framework up for a test. */
@@ -1342,6 +1348,28 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         expect(small.calls).toBe(1)
       })
 
+      it('a request waiting on a miss goes on as soon as the answer is known not to be stored (a slow or endless body)', async () => {
+        const release = gate()
+        const route = counted((n) => {
+          if (n > 1) return { body: `answer ${n}` }
+          async function* endless() {
+            yield new TextEncoder().encode('event: one\n\n')
+            await release.promise
+          }
+          return { headers: { 'cache-control': 'no-cache', 'content-type': 'text/event-stream' }, stream: endless() }
+        })
+        const a = await app({ path: '/events', cache: { ttl: '1m' }, handler: route.handler })
+        const first = a.raw('/events')
+        await eventually(() => route.calls === 1)
+        try {
+          const second = await within(a.get('/events'), 5000, 'the second request, while the first streams')
+          expect(second.text).toBe('answer 2')
+        } finally {
+          release.open()
+        }
+        await first
+      })
+
       it('never stores an aborted stream', async () => {
         const route = counted((n) => (n === 1 ? { stream: stream(chunks, 3) } : { body: 'complete' }))
         const a = await app({ path: '/broken', cache: { ttl: '1m' }, handler: route.handler })
@@ -1611,6 +1639,26 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         expect(route.calls).toBe(2)
       })
 
+      for (const [what, late, reason] of [
+        ['a session cookie', { 'set-cookie': 'sid=fresh-session' }, 'set-cookie'],
+        ['Cache-Control: private', { 'cache-control': 'private' }, 'private'],
+      ] as const) {
+        httpIt(
+          `${what} added by earlier middleware after the cache decided keeps the answer out of the cache`,
+          async () => {
+            // express-session (on-headers), @fastify/cookie (a later onSend hook), hono middleware after next().
+            const route = counted((n, req) => ({ body: `form of ${req.headers['x-user']} with csrf ${n}` }))
+            const a = await app({ path: '/form', cache: { ttl: '1m' }, late, handler: route.handler })
+            const first = await a.get('/form', { headers: { 'x-user': 'alice' } })
+            expect(first.text, reason).toBe('form of alice with csrf 1')
+            const second = await a.get('/form', { headers: { 'x-user': 'mallory' } })
+            expect(second.text, reason).toBe('form of mallory with csrf 2')
+            expectNotHit(second)
+            expect(route.calls).toBe(2)
+          },
+        )
+      }
+
       httpIt('freshness set by middleware before the cache counts (and is capped by the route)', async () => {
         const route = counted((n) => ({ body: `page ${n}` }))
         const a = await app({
@@ -1723,6 +1771,9 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         expect(hit.text).toBe('1 3')
         expectHit(await a.get('/p?b=0&a=1&a=2'))
         expect(route.calls).toBe(3)
+        // One name for the app, two spellings: still in the order sent.
+        expect((await a.raw('/p?a=1&%61=2')).text).toBe('1 4')
+        expect((await a.raw('/p?%61=2&a=1')).text).toBe('2 5')
       })
 
       httpIt('a GET with a body bypasses the cache', async () => {
@@ -1798,9 +1849,16 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
           headers: { vary: 'Accept-Language' },
           body: `${req.headers['accept-language']} ${n}`,
         }))
-        const a = await app({ path: '/v', cache: { ttl: '1m', maxVariants: 3 }, handler: route.handler })
+        const a = await app(
+          { path: '/v', cache: { ttl: '1m', maxVariants: 3 }, handler: route.handler },
+          { path: '/elsewhere', methods: ['POST'], cache: {}, handler: () => ({ body: 'ok' }) },
+        )
         const lang = (value: string) => ({ headers: { 'accept-language': value } })
-        for (const l of ['l1', 'l2', 'l3', 'l4', 'l5']) expectStored(await a.get('/v', lang(l)))
+        for (const l of ['l1', 'l2', 'l3', 'l4', 'l5']) {
+          expectStored(await a.get('/v', lang(l)))
+          // Invalidations of other URLs do not stop the count.
+          expect((await a.get('/elsewhere', { method: 'POST' })).status).toBe(200)
+        }
         for (const l of ['l3', 'l4', 'l5']) expectHit(await a.get('/v', lang(l)))
         expectNotHit(await a.get('/v', lang('l1')))
         expect(route.calls).toBe(6)
