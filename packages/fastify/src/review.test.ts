@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { createCache } from '@cache/core'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { afterEach, describe, expect, it } from 'vitest'
 import fastifyCache from './index.js'
 
@@ -10,7 +10,7 @@ afterEach(async () => {
   for (const app of apps.splice(0)) await app.close()
 })
 
-async function start(setup: (app: FastifyInstance) => void, options: Parameters<typeof Fastify>[0] = {}) {
+async function start(setup: (app: FastifyInstance) => void, options: FastifyServerOptions = {}) {
   const app = Fastify(options)
   apps.push(app)
   await app.register(fastifyCache, { cache: createCache(), ttl: '1m' })
