@@ -127,9 +127,11 @@ describe('extend and the signal', () => {
   it('using() extends ahead of expiry while the routine runs, then releases', async () => {
     const redlock = createRedlock(clients, { retryCount: 0 })
     const r = res()
-    const result = await redlock.using(r, 200, async (signal, lock) => {
+    // A ttl of 1 s run for 2.5 s: extended several times, with room for a loaded CI box to stall the event loop for
+    // a few hundred ms (a 200 ms ttl was aborted there once when an extension came late).
+    const result = await redlock.using(r, 1000, async (signal, lock) => {
       const first = lock.expiresAt
-      await new Promise((resolve) => setTimeout(resolve, 500))
+      await new Promise((resolve) => setTimeout(resolve, 2500))
       expect(signal.aborted).toBe(false)
       expect(lock.expiresAt).toBeGreaterThan(first)
       return 'done'
