@@ -136,11 +136,14 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
               const writeHead = raw.writeHead
               raw.writeHead = function (this: typeof raw, ...args: unknown[]) {
                 raw.writeHead = writeHead
-                const final = reply.getHeaders()
-                const again = head(reply.statusCode, final, unchangedOf(final, outer))
+                // Judged after the inner writeHead: a wrapper installed before this one (on-headers, through
+                // middie) adds its headers there.
+                const out = (writeHead as (...a: unknown[]) => typeof raw).apply(this, args)
+                const final = { ...reply.getHeaders(), ...raw.getHeaders() }
+                const again = head(raw.statusCode, final, unchangedOf(final, outer))
                 cap = again.action === 'send' ? again.capture : 0
                 then()
-                return (writeHead as (...a: unknown[]) => typeof raw).apply(this, args)
+                return out
               } as typeof raw.writeHead
             }
             const judgedAgain = (body: Uint8Array | undefined): Uint8Array | undefined =>

@@ -93,4 +93,50 @@ describe('review: fastify', () => {
     expect(next.headers.get('cache-status')).toMatch(/hit/)
     expect(calls).toBe(1)
   })
+
+  it('a Set-Cookie added by a writeHead wrapper installed before the plugin (on-headers) keeps the answer out', async () => {
+    let calls = 0
+    const url = await start((app) => {
+      app.addHook('onRequest', (request, reply, done) => {
+        const raw = reply.raw
+        const writeHead = raw.writeHead
+        raw.writeHead = function (this: typeof raw, ...args: unknown[]) {
+          this.setHeader('set-cookie', `sid=${request.headers['x-user']}`)
+          return (writeHead as (...a: unknown[]) => typeof raw).apply(this, args)
+        } as typeof raw.writeHead
+        done()
+      })
+      app.get('/s', { config: { cache: true } }, (request, reply) => {
+        calls++
+        reply.header('cache-control', 'public, max-age=60')
+        return `secret of ${request.headers['x-user']}`
+      })
+    })
+    // The wrapper is installed by a hook that runs before the plugin's, so it is there when the plugin wraps.
+    const alice = await fetch(`${url}/s`, { headers: { 'x-user': 'alice' } })
+    expect(alice.headers.get('set-cookie')).toBe('sid=alice')
+    await alice.text()
+    const mallory = await fetch(`${url}/s`, { headers: { 'x-user': 'mallory' } })
+    expect(await mallory.text()).toBe('secret of mallory')
+    expect(calls).toBe(2)
+  })
+
+  it('an answer a later onSend hook replaces with an error is not stored as the handler had it', async () => {
+    let calls = 0
+    const url = await start((app) => {
+      app.get('/r', { config: { cache: true } }, () => {
+        calls++
+        return `resource ${calls}`
+      })
+      app.addHook('onSend', async (request) => {
+        if (request.headers['x-hide'] === '1') throw Object.assign(new Error('hidden'), { statusCode: 404 })
+      })
+    })
+    const hidden = await fetch(`${url}/r`, { headers: { 'x-hide': '1' } })
+    expect(hidden.status).toBe(404)
+    await hidden.text()
+    const next = await fetch(`${url}/r`)
+    expect(next.status).toBe(200)
+    expect(await next.text()).toBe('resource 2')
+  })
 })

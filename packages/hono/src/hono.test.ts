@@ -266,3 +266,33 @@ describe('cacheResponse with hono etag()', () => {
     })
   }
 })
+
+describe('headers that middleware before cacheResponse adds after next()', () => {
+  for (const between of ['nothing', 'etag()', 'compress()'] as const) {
+    for (const wait of [false, true]) {
+      it(`Cache-Control: private keeps the answer out of the cache (${between} in between, ${wait ? 'after an await' : 'at once'})`, async () => {
+        let calls = 0
+        const app = new Hono()
+        app.use(async (c, next) => {
+          await next()
+          if (wait) await new Promise((resolve) => setTimeout(resolve, 20))
+          c.header('Cache-Control', 'private')
+        })
+        // etag() and compress() read the body before the outer middleware is done with the answer.
+        if (between === 'etag()') app.use(etag())
+        if (between === 'compress()') app.use(compress())
+        app.get('/x', cacheResponse(newCache()), (c) => {
+          calls++
+          c.header('cache-control', 'public, max-age=60')
+          return c.text(`secret of ${c.req.header('x-user')} ${'y'.repeat(2000)}`)
+        })
+        const base = await listen(app)
+        const alice = await raw(base, '/x', { 'x-user': 'alice', 'accept-encoding': 'identity' })
+        expect(alice.headers['cache-control']).toBe('private')
+        const mallory = await raw(base, '/x', { 'x-user': 'mallory', 'accept-encoding': 'identity' })
+        expect(mallory.body.toString()).toMatch(/^secret of mallory/)
+        expect(calls).toBe(2)
+      })
+    }
+  }
+})

@@ -144,15 +144,22 @@ function exchange(
         answered()
         return collected
       }
-      let clientBody = whole?.byteLength ? whole : body === undefined ? res.body : body
+      let clientBody: ReadableStream<Uint8Array> | Uint8Array | null = whole?.byteLength
+        ? whole
+        : body === undefined
+          ? res.body
+          : body
       // Middleware before this one runs on after next() returns here, and may still change the answer's headers
       // (c.header('Cache-Control', 'private') for a signed-in user): a copy is stored only once the answer has gone
       // out, judged again on its headers as they finally were.
+      const outgoing = (c.env as { outgoing?: unknown } | undefined)?.outgoing
       let sent: Promise<boolean> | undefined
       if (capture > 0) {
-        const watched = watchEnd(clientBody, (c.env as { outgoing?: unknown } | undefined)?.outgoing)
-        clientBody = watched.body
-        sent = watched.ended
+        // Off Node, the body's first read also tells that the app returned the answer.
+        let firstRead: (() => void) | undefined
+        const read = outgoing === undefined ? new Promise<void>((resolve) => (firstRead = resolve)) : undefined
+        if (firstRead !== undefined && clientBody !== null) clientBody = onFirstRead(clientBody, firstRead)
+        sent = sentOf(outgoing, read)
       }
       const out = new Headers(resHeaders)
       for (const [name, value] of decision.headers) out.set(name, value)
@@ -163,7 +170,7 @@ function exchange(
       return Promise.all([collected, sent]).then(([copy, complete]) => {
         if (!complete || copy === undefined) return undefined
         const final = headersOf(c.res.headers)
-        const again = head(status, final, unchangedOf(final, outer ?? new Headers()))
+        const again = head(c.res.status, final, unchangedOf(final, outer ?? new Headers()))
         return again.action === 'send' && again.capture > 0 && copy.byteLength <= again.capture ? copy : undefined
       })
     },
@@ -264,31 +271,21 @@ function headersOf(headers: Headers): Record<string, string | string[]> {
 }
 
 /**
- * `body`, and when the answer it belongs to has left the middleware chain (what middleware before the cache does after
- * `next()` is done): the first read of the body, which comes once the app returned the response. On
- * @hono/node-server, a response that closes before that was never sent (`ended` is false). Elsewhere, where nothing
- * says the response was dropped, and for a body of null, also once the tasks queued now have run (middleware that
- * awaits more work after `next()` is not waited for then). Never the client's pace: a slow reader must not hold up
- * the requests that wait for this answer.
+ * When the answer has left the middleware chain (what middleware before the cache does after `next()` is done), so
+ * that its final headers can be judged: on @hono/node-server, when the server writes the response's head (it does
+ * so once the app returned it), or false when the response closes first. Elsewhere, where nothing tells when the
+ * response left, once the tasks queued now have run or the body is first read, whichever comes first (middleware
+ * that awaits more work after `next()` is not waited for there). Never the client's pace: a slow reader must not hold up the requests that wait for this answer, and
+ * never the first read of the body, which middleware such as etag() or compress() may do before the chain is done.
  */
-function watchEnd(
-  body: ReadableStream<Uint8Array> | Uint8Array | null,
-  outgoing: unknown,
-): { body: ReadableStream<Uint8Array> | Uint8Array | null; ended: Promise<boolean> } {
-  let settle!: (complete: boolean) => void
-  const ended = new Promise<boolean>((resolve) => {
-    settle = resolve
-  })
-  const node = outgoing as { once?: (event: string, fn: () => void) => void } | undefined
-  if (body === null || typeof node?.once !== 'function') setTimeout(() => settle(true), 0)
-  if (body === null) return { body, ended }
-  node?.once?.('close', () => settle(false))
+/** `body` as a stream that calls `then` when it is first read (and reads its source only then). */
+function onFirstRead(body: ReadableStream<Uint8Array> | Uint8Array, then: () => void): ReadableStream<Uint8Array> {
   const bytes = body instanceof Uint8Array ? body : undefined
   const reader = bytes === undefined ? (body as ReadableStream<Uint8Array>).getReader() : undefined
-  const watched = new ReadableStream<Uint8Array>(
+  return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        settle(true)
+        then()
         if (bytes !== undefined) {
           controller.enqueue(bytes)
           controller.close()
@@ -303,14 +300,34 @@ function watchEnd(
         }
       },
       cancel(reason) {
-        settle(false)
+        then()
         return reader?.cancel(reason)
       },
     },
     // Pulled only when read: by default a stream reads ahead at once, before anyone asked.
     { highWaterMark: 0 },
   )
-  return { body: watched, ended }
+}
+
+function sentOf(outgoing: unknown, read?: Promise<void>): Promise<boolean> {
+  return new Promise<boolean>((settle) => {
+    const node = outgoing as
+      | { once?: (event: string, fn: () => void) => void; writeHead?: (...args: unknown[]) => unknown }
+      | undefined
+    const writeHead = node?.writeHead
+    if (node === undefined || typeof node.once !== 'function' || typeof writeHead !== 'function') {
+      setTimeout(() => settle(true), 0)
+      if (read !== undefined) void read.then(() => settle(true))
+      return
+    }
+    node.once('close', () => settle(false))
+    node.writeHead = function (this: unknown, ...args: unknown[]) {
+      node.writeHead = writeHead
+      const out = writeHead.apply(this, args)
+      settle(true)
+      return out
+    }
+  })
 }
 
 /** The headers of `headers` that earlier middleware set (in `outer`) and the handler left as they were. */

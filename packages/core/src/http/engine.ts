@@ -362,7 +362,9 @@ class Engine<R> implements HttpCache<R> {
     const at = epoch
     const body = await ex.forward((s, hs, before): ForwardDecision => {
       const seen = lowerCase(hs)
-      const now = head ? NOT_STORED_VERDICT : this.judgeSized(s, seen, ex.request, turn.shared)
+      let now = head ? NOT_STORED_VERDICT : this.judgeSized(s, seen, ex.request, turn.shared)
+      // The answer that went out is not the one first judged (a later hook replaced it with an error).
+      if (verdict !== undefined && s !== status) now = { ...now, reason: 'status' }
       // A second call only vetoes (see HttpExchange.forward): what is stored is the first answer.
       if (verdict === undefined || now.reason !== undefined) {
         if (verdict === undefined) {
@@ -504,7 +506,9 @@ class Engine<R> implements HttpCache<R> {
               return { action: 'discard' }
             }
           }
-          const now = this.judgeSized(s, seen, ex.request, turn.shared)
+          let now = this.judgeSized(s, seen, ex.request, turn.shared)
+          // The answer that went out is not the one first judged (a later hook replaced it with an error).
+          if (verdict !== undefined && s !== status) now = { ...now, reason: 'status' }
           // A second call (the adapter judging the headers as they finally went out, or with a length it learnt)
           // can only veto: what is stored stays the answer as the first call saw it.
           if (verdict === undefined || now.reason !== undefined) verdict = now
@@ -1060,8 +1064,10 @@ function parsedName(raw: string): string {
       // Not valid percent-encoding: parsers keep such a name as sent.
     }
   }
-  const bracket = name.indexOf('[')
-  return bracket > 0 ? name.slice(0, bracket) : name
+  // qs reads '[a]' as 'a' too.
+  if (name.startsWith('[')) name = name.slice(1)
+  const bracket = name.search(/[[\]]/)
+  return bracket >= 0 ? name.slice(0, bracket) : name
 }
 
 /** Whether a request carries a body: a `Transfer-Encoding`, or a `Content-Length` other than 0. */

@@ -1774,6 +1774,9 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         // One name for the app, two spellings: still in the order sent.
         expect((await a.raw('/p?a=1&%61=2')).text).toBe('1 4')
         expect((await a.raw('/p?%61=2&a=1')).text).toBe('2 5')
+        // qs reads '[a]' as 'a' too.
+        await a.raw('/p?%5Ba%5D=1&a=2')
+        expectNotHit(await a.raw('/p?a=2&%5Ba%5D=1'))
       })
 
       httpIt('a GET with a body bypasses the cache', async () => {
@@ -1862,8 +1865,9 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         for (const l of ['l3', 'l4', 'l5']) expectHit(await a.get('/v', lang(l)))
         expectNotHit(await a.get('/v', lang('l1')))
         expect(route.calls).toBe(6)
-        // l1 came back and l3 (now the oldest) left.
-        expectNotHit(await a.get('/v', lang('l3')))
+        // l1 came back and l3 (now the oldest) left: the marker is updated just after the answer went out, so a
+        // request that comes first may still find l3 (a hit changes nothing; the first miss stores it again).
+        expect(await eventually(async () => cacheStatus(await a.get('/v', lang('l3'))).hit === undefined)).toBe(true)
         expectHit(await a.get('/v', lang('l5')))
       })
 
@@ -1875,7 +1879,7 @@ export function httpAdapterSuite(harness: HttpAdapterHarness, options: HttpAdapt
         const a = await app({ path: '/many', methods: ['GET', 'POST'], cache: { ttl: '1m' }, handler: route.handler })
         const lang = (i: number) => ({ headers: { 'accept-language': `x-${i}` } })
         for (let i = 0; i < 102; i++) await a.get('/many', lang(i))
-        expectNotHit(await a.get('/many', lang(0)))
+        expect(await eventually(async () => cacheStatus(await a.get('/many', lang(0))).hit === undefined)).toBe(true)
         expectHit(await a.get('/many', lang(101)))
         expect((await a.get('/many', { method: 'POST' })).status).toBe(200)
         expectNotHit(await a.get('/many', lang(101)))
