@@ -70,7 +70,7 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
     // What hooks before this one set (a request id, Cache-Control: private): judged with the answer, never stored.
     const outer = { ...reply.getHeaders() }
     // A background refresh made by the engine itself: it wants the handler's answer, not the cache's.
-    if (isDetached(request.raw)) return forwardDetached(reply.raw, next, headerRecord(outer))
+    if (isDetached(request.raw)) return forwardDetached(reply.raw, next, outer as HttpHeaders)
     let started = false
     // The handler (and onSend) may run inside handle() itself, before it returns: hence a promise of our own.
     let handledNow = () => {}
@@ -125,7 +125,7 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
             const headers = reply.getHeaders()
             // fastify sets content-length after onSend; the engine needs it now to judge the size.
             if (whole && headers['content-length'] === undefined) headers['content-length'] = byteLength(payload)
-            const decision = head(reply.statusCode, headers, unchangedOf(headers, outer))
+            const decision = head(reply.statusCode, headers, outer as HttpHeaders)
             // onSend hooks added after this plugin's (@fastify/cookie and @fastify/session write Set-Cookie there)
             // run after this decision: the copy is judged again on the headers as they go out, when fastify writes
             // them (not when the client has read it all: a slow reader must not hold up the requests waiting).
@@ -140,7 +140,7 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
                 // middie) adds its headers there.
                 const out = (writeHead as (...a: unknown[]) => typeof raw).apply(this, args)
                 const final = { ...reply.getHeaders(), ...raw.getHeaders() }
-                const again = head(raw.statusCode, final, unchangedOf(final, outer))
+                const again = head(raw.statusCode, final, outer as HttpHeaders)
                 cap = again.action === 'send' ? again.capture : 0
                 then()
                 return out
@@ -217,29 +217,6 @@ const plugin: FastifyPluginCallback<FastifyCacheOptions> = (app, options, done) 
 }
 
 const EMPTY = new Uint8Array(0)
-
-/** The headers of `headers` that hooks before the plugin's had set (in `outer`) with the same value. */
-function unchangedOf(headers: Record<string, unknown>, outer: Record<string, unknown>): HttpHeaders {
-  const unchanged: Record<string, unknown> = {}
-  for (const [name, value] of Object.entries(outer)) {
-    if (value !== undefined && sameValue(headers[name], value)) unchanged[name] = value
-  }
-  return unchanged as HttpHeaders
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i])
-  return a === b
-}
-
-/** Header values as strings (fastify keeps numbers as set). */
-function headerRecord(headers: Record<string, unknown>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined) out[name] = Array.isArray(value) ? value.map(String) : String(value)
-  }
-  return out
-}
 
 function byteLength(payload: string | Uint8Array | null | undefined): number {
   return payload == null ? 0 : typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength

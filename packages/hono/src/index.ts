@@ -98,10 +98,11 @@ function exchange(
       const res = c.res
       // Taken before the body is read: reading a lightweight @hono/node-server Response may rebuild its headers.
       const { headers: resHeaders, status } = res
-      // The engine judges the final headers, those earlier middleware set included; it stores none of `unchanged`.
+      // The engine judges the final headers, those earlier middleware set included, and stores none of those that
+      // still carry what earlier middleware set before next() (`before`).
       const seen = headersOf(resHeaders)
-      const unchanged = unchangedOf(seen, outer)
-      let decision = head(status, seen, unchanged)
+      const before = headersOf(outer)
+      let decision = head(status, seen, before)
       // A body made from a string or bytes is ready at once. When the engine wants a copy, read it and, if it is
       // over the cap, let the engine decide again with its length (nothing has been sent yet).
       let read: Ready | undefined
@@ -115,7 +116,7 @@ function exchange(
         if (read.whole && !NO_BODY.has(status)) {
           seen['content-length'] = String(read.whole.byteLength)
           // Decided again with the length: over the cap it is not stored, and within it Cache-Status can say stored.
-          decision = head(status, seen, unchanged)
+          decision = head(status, seen, before)
         }
       }
       // undefined: the handler's body, untouched; else what replaces it (null once it was read whole).
@@ -170,7 +171,7 @@ function exchange(
       return Promise.all([collected, sent]).then(([copy, complete]) => {
         if (!complete || copy === undefined) return undefined
         const final = headersOf(c.res.headers)
-        const again = head(c.res.status, final, unchangedOf(final, outer ?? new Headers()))
+        const again = head(c.res.status, final, before)
         return again.action === 'send' && again.capture > 0 && copy.byteLength <= again.capture ? copy : undefined
       })
     },
@@ -328,14 +329,6 @@ function sentOf(outgoing: unknown, read?: Promise<void>): Promise<boolean> {
       return out
     }
   })
-}
-
-/** The headers of `headers` that earlier middleware set (in `outer`) and the handler left as they were. */
-function unchangedOf(headers: Record<string, string | string[]>, outer: Headers): Record<string, string | string[]> {
-  // Set-Cookie is never stored anyway.
-  const out: Record<string, string | string[]> = {}
-  for (const [name, value] of outer) if (name !== 'set-cookie' && headers[name] === value) out[name] = value
-  return out
 }
 
 export type { HttpCacheOptions } from '@cache/core/http'

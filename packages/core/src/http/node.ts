@@ -114,9 +114,7 @@ function forward(
       if (extra !== undefined && extra !== null) {
         for (const [name, value] of headerPairs(extra)) headers[name.toLowerCase()] = value
       }
-      const unchanged: Record<string, string | number | readonly string[] | undefined> = {}
-      for (const name of before) if (sameValue(headers[name], outer[name])) unchanged[name] = headers[name]
-      return { headers, unchanged }
+      return headers
     }
     /**
      * Once the headers have gone out, the engine judges them again as they went: middleware before the cache may
@@ -127,8 +125,7 @@ function forward(
       if (rechecked || !res.headersSent) return
       rechecked = true
       if (chunks === undefined) return
-      const { headers, unchanged } = current(given)
-      const again = head(res.statusCode, headers, unchanged)
+      const again = head(res.statusCode, current(given), outer)
       if (again.action !== 'send' || again.capture <= 0) {
         chunks = undefined
         // Nothing will be stored: whoever waits for this answer may go on now.
@@ -139,8 +136,7 @@ function forward(
       if (decided) return
       decided = true
       given = extra
-      const { headers, unchanged } = current(extra)
-      const decision = head(status, headers, unchanged)
+      const decision = head(status, current(extra), outer)
       if (decision.action === 'discard') {
         discard = true
         // Undo what the handler set; the engine answers with a stored copy through send().
@@ -230,12 +226,7 @@ function copyOf(chunk: unknown, encoding: unknown): Buffer | undefined {
   return Buffer.from(chunk as Uint8Array)
 }
 
-function sameValue(a: unknown, b: unknown): boolean {
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i])
-  return a === b
-}
-
-/** What earlier middleware had set on a detached request's response, kept out of what `runDetached` collects. */
+/** What earlier middleware had set on a detached request's response: `runDetached` hands it over as `outer`. */
 const OUTER = Symbol('@cache/core/http.outer')
 
 /**
@@ -247,7 +238,7 @@ const OUTER = Symbol('@cache/core/http.outer')
  * @example
  * if (isDetached(req)) return forwardDetached(res, next)
  */
-export function forwardDetached(res: ServerResponse, run: () => void, outer?: Record<string, string | string[]>): void {
+export function forwardDetached(res: ServerResponse, run: () => void, outer?: HttpHeaders): void {
   const mine = res as unknown as Record<symbol, unknown>
   mine[OUTER] = outer === undefined ? res.getHeaders() : { ...res.getHeaders(), ...outer }
   run()
@@ -336,14 +327,11 @@ export function runDetached(server: Server, request: HttpRequest): Promise<HttpR
       clearTimeout(timer)
       ;(this as unknown as { finished: boolean }).finished = true
       const out: Record<string, string | string[]> = {}
-      const unchanged: Record<string, string | string[]> = {}
-      const outer = (this as unknown as Record<symbol, Record<string, unknown> | undefined>)[OUTER]
       for (const [name, value] of Object.entries(this.getHeaders())) {
-        if (value === undefined) continue
-        out[name] = Array.isArray(value) ? value : String(value)
-        if (outer !== undefined && sameValue(value, outer[name])) unchanged[name] = out[name]
+        if (value !== undefined) out[name] = Array.isArray(value) ? value : String(value)
       }
-      resolve({ status: this.statusCode, headers: out, outer: unchanged, body: Buffer.concat(chunks) })
+      const outer = (this as unknown as Record<symbol, HttpHeaders | undefined>)[OUTER]
+      resolve({ status: this.statusCode, headers: out, outer, body: Buffer.concat(chunks) })
       this.emit('prefinish')
       this.emit('finish')
       this.emit('close')

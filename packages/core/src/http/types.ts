@@ -32,8 +32,8 @@ export interface HttpResponse {
   readonly body: Uint8Array
   /**
    * Only on what `HttpExchange.detached` resolves with: the headers that middleware before the cache had set on this
-   * response (same name and value as in `headers`). They count in whether and how long the response is stored, as
-   * every final header does, but they are left out of the stored copy.
+   * response when the handler started. A header of `headers` with the same name and value counts in whether and
+   * how long the response is stored, as every final header does, but is left out of the stored copy.
    */
   readonly outer?: HttpHeaders | undefined
 }
@@ -82,9 +82,9 @@ export interface HttpExchange<R = HttpRequest> {
    * call saw it (such middleware runs again on every hit, compressing or adding its headers).
    *
    * `headers` are the response's final headers, whoever set them (the handler, or middleware that ran before the
-   * cache): the decision is taken on all of them. `outer` are those that earlier middleware had set and the handler
-   * left as they were (same name and value): they are kept out of the stored copy, since they belong to this
-   * request (a request id, a session cookie), and the earlier middleware sets them again on the next request.
+   * cache): the decision is taken on all of them. `outer` are the headers that earlier middleware had set when the
+   * handler started: a final header with the same name and value is kept out of the stored copy, since it belongs
+   * to this request (a request id, a session cookie), and the earlier middleware sets it again on the next request.
    */
   forward(
     head: (status: number, headers: HttpHeaders, outer?: HttpHeaders) => ForwardDecision,
